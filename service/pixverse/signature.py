@@ -1,0 +1,162 @@
+"""PixVerse webhook signatures (REFERENCE.md section 7.3).
+
+``Webhook-Signature = base64(HMAC-SHA256(secret, f"{timestamp}\\n{nonce}\\n{canonical}"))`` where
+``canonical`` is the JSON body's top-level pairs encoded like Go's ``url.Values.Encode()``: keys
+sorted, values query-escaped (space as ``+``). Values are rendered the way Go prints them:
+booleans lower-case, numbers in plain decimal, strings raw.
+
+Undocumented corners and our choices (configurable by passing ``sort_keys=False``):
+``null`` renders as the empty string; nested objects and arrays are refused, since PixVerse's
+documented payload has none and no rendering for them is known.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import string
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote_plus
+
+from service.pixverse.errors import MalformedPayloadError, SignatureError
+
+TIMESTAMP_HEADER: Final = "Webhook-Timestamp"
+NONCE_HEADER: Final = "Webhook-Nonce"
+SIGNATURE_HEADER: Final = "Webhook-Signature"
+TRACE_HEADER: Final = "Ai-Trace-Id"
+
+NONCE_ALPHABET: Final = string.ascii_letters + string.digits
+NONCE_LENGTH: Final = 32
+DEFAULT_TOLERANCE_SECONDS: Final = 300
+
+
+def _render(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedPayloadError(f"field {key!r} is not a finite number")
+        # Go's strconv.FormatFloat(v, 'f', -1, 64): shortest round-trip, no exponent; 10.0 -> "10".
+        text = repr(value)
+        if "e" in text or "E" in text:
+            text = format(value, "f")
+        return text[:-2] if text.endswith(".0") else text
+    raise MalformedPayloadError(
+        f"field {key!r} is nested; PixVerse signatures cover flat payloads only"
+    )
+
+
+def canonical_query(payload: Mapping[str, Any], *, sort_keys: bool = True) -> str:
+    """The url-encoded string PixVerse signs for a payload."""
+    keys: Iterable[str] = sorted(payload) if sort_keys else payload
+    return "&".join(
+        f"{quote_plus(key, safe='')}={quote_plus(_render(key, payload[key]), safe='')}"
+        for key in keys
+    )
+
+
+def compute_signature(secret: str | bytes, timestamp: str, nonce: str, canonical: str) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    message = f"{timestamp}\n{nonce}\n{canonical}".encode()
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def new_nonce() -> str:
+    return "".join(secrets.choice(NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
+
+
+def sign_headers(
+    secret: str | bytes,
+    body: bytes,
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The three signature headers for a JSON body, as PixVerse sends them."""
+    payload = _load_flat_object(body)
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = new_nonce() if nonce is None else nonce
+    return {
+        TIMESTAMP_HEADER: ts,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: compute_signature(secret, ts, nonce, canonical_query(payload)),
+    }
+
+
+@dataclass(frozen=True)
+class VerifiedWebhook:
+    """A webhook whose signature checked out."""
+
+    payload: dict[str, Any]
+    timestamp: int
+    nonce: str
+
+
+def verify(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets_: Iterable[str | bytes],
+    *,
+    tolerance_seconds: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> VerifiedWebhook:
+    """Check a PixVerse webhook against one or more secrets (oldest to newest, for rotation).
+
+    Raises :class:`SignatureError` for missing or malformed headers, a timestamp outside
+    ``tolerance_seconds`` of ``now`` either way, or a signature no secret produces, and
+    :class:`MalformedPayloadError` for a body that is not a flat JSON object. The body
+    is read as raw bytes: re-serialising parsed JSON is how signatures get lost.
+    """
+    timestamp_text = _header(headers, TIMESTAMP_HEADER)
+    nonce = _header(headers, NONCE_HEADER)
+    signature = _header(headers, SIGNATURE_HEADER)
+    try:
+        timestamp = int(timestamp_text)
+    except ValueError:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is outside the {tolerance_seconds:g} s window")
+    payload = _load_flat_object(body)
+    candidates = {canonical_query(payload), canonical_query(payload, sort_keys=False)}
+    expected = signature.encode()
+    for secret in secrets_:
+        for canonical in candidates:
+            computed = compute_signature(secret, timestamp_text, nonce, canonical).encode()
+            if hmac.compare_digest(computed, expected):
+                return VerifiedWebhook(payload=payload, timestamp=timestamp, nonce=nonce)
+    raise SignatureError("signature does not match")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    if not value:
+        raise SignatureError(f"missing {name} header")
+    return value
+
+
+def _load_flat_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayloadError("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedPayloadError("body is not a JSON object")
+    return payload

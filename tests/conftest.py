@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without pixhook or PixVerse settings from the caller's shell."""
+    for name in list(os.environ):
+        if name.startswith(("PIXHOOK_", "PIXVERSE_")):
+            monkeypatch.delenv(name)
