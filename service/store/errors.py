@@ -1,0 +1,69 @@
+"""What the store raises. All of it derives from :class:`StorageError`::
+
+    ServiceError                      (service.exceptions)
+    └── StorageError                  a database operation failed (sqlite3.Error is chained)
+        ├── ConstraintError           a write broke a UNIQUE or FOREIGN KEY constraint
+        ├── JobNotFoundError          no job has that id (also a LookupError)
+        ├── TaskNotFoundError         no task has that id (also a LookupError)
+        ├── SchemaError               the database was migrated by a newer pixhook
+        ├── StoreClosedError          the store is not open (yet, or any more)
+        └── UnsupportedDatabaseError  a database URL pixhook cannot use (also a ValueError)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from service.exceptions import ServiceError
+
+
+class StorageError(ServiceError):
+    """A database operation failed."""
+
+
+class ConstraintError(StorageError):
+    """A write broke a UNIQUE or FOREIGN KEY constraint (a taken video id, an unknown parent)."""
+
+
+class JobNotFoundError(StorageError, LookupError):
+    """No job has the id in ``job_id``."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class TaskNotFoundError(StorageError, LookupError):
+    """No task has the id in ``task_id``."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r}")
+
+
+class SchemaError(StorageError):
+    """The database holds migrations this pixhook does not know: a newer version wrote it."""
+
+
+class StoreClosedError(StorageError):
+    """The store was used before ``open()`` or after ``close()``."""
+
+
+class UnsupportedDatabaseError(StorageError, ValueError):
+    """A database URL names a backend or form pixhook cannot use; ``url`` holds it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(f"unsupported database URL {url!r}: {reason}")
+
+
+def translate_sqlite_error(exc: BaseException) -> BaseException:
+    """Map a ``sqlite3`` exception onto the store's tree; anything else passes through.
+
+    The caller raises the result ``from exc`` so the driver's message stays in the chain.
+    """
+    if isinstance(exc, sqlite3.IntegrityError):
+        return ConstraintError(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"{type(exc).__name__}: {exc}")
+    return exc

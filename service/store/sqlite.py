@@ -1,0 +1,690 @@
+"""The SQLite store (sqlite-utils), pixhook's embedded default.
+
+Connections: one write connection owned by a :class:`~service.store.threads.WriterThread`
+(group commit), plus read connections on a :class:`~service.store.threads.ReaderPool`. An
+in-memory database (``:memory:``) exists only inside its one connection, so there the writer
+serves reads as well.
+
+Durability: WAL journal with ``synchronous=NORMAL``. A committed transaction survives a crash of
+the process (the WAL is in the OS page cache); a power loss or kernel crash may lose the last
+transactions before a checkpoint, but never corrupts the file. Losing the newest moments in a
+power cut is tolerable here: PixVerse re-sends webhooks and the reconciler re-polls.
+
+All SQL lives in this module; the rules it follows come from :mod:`service.lifecycle` and
+:mod:`service.store.planning`, which a PostgreSQL store would reuse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self, Unpack
+
+from sqlite_utils import Database
+
+from service.lifecycle import JobState, Outcome, TransitionSource, decide
+from service.store import migrations, planning
+from service.store.base import (
+    DeliveryOutcome,
+    Job,
+    JobUpdate,
+    Task,
+    TaskPlanner,
+    TaskState,
+    Transition,
+    TransitionResult,
+    WebhookDelivery,
+)
+from service.store.errors import (
+    JobNotFoundError,
+    StorageError,
+    StoreClosedError,
+    TaskNotFoundError,
+)
+from service.store.ids import new_job_id
+from service.store.threads import DEFAULT_MAX_BATCH, ReaderPool, WriterStats, WriterThread
+
+logger = logging.getLogger(__name__)
+
+MEMORY: Final = ":memory:"
+#: How long a write waits for another process's lock before failing, in seconds.
+DEFAULT_BUSY_TIMEOUT_SECONDS: Final = 5.0
+DEFAULT_READERS: Final = 4
+#: Oldest SQLite with STRICT tables (3.37) and RETURNING (3.35).
+MIN_SQLITE_VERSION: Final = (3, 37, 0)
+MAX_PAGE_SIZE: Final = 1000
+
+_JOB_COLUMNS: Final = (
+    "id, kind, state, params, trace_id, video_id, labels, callback_url, then_steps, "
+    "parent_job_id, attempts, last_error, next_attempt_at, next_poll_at, created_at, "
+    "updated_at, state_changed_at, last_event_at"
+)
+_TRANSITION_COLUMNS: Final = (
+    "id, job_id, from_state, to_state, outcome, source, reason, payload, delivery_id, "
+    "received_at, recorded_at"
+)
+_TASK_COLUMNS: Final = (
+    "id, job_id, transition_id, handler, idempotency_key, state, attempts, run_after, "
+    "lease_until, last_error, created_at, updated_at"
+)
+_DELIVERY_COLUMNS: Final = (
+    "id, received_at, outcome, video_id, job_id, nonce, timestamp, headers, body, error"
+)
+
+INSERT_JOB_SQL: Final = """
+INSERT INTO jobs (id, kind, state, params, trace_id, labels, callback_url, then_steps,
+                  parent_job_id, created_at, updated_at, state_changed_at, last_event_at)
+VALUES (:id, :kind, :state, :params, :trace_id, :labels, :callback_url, :then_steps,
+        :parent_job_id, :now, :now, :now, :now)
+"""
+INSERT_TRANSITION_SQL: Final = """
+INSERT INTO transitions (job_id, from_state, to_state, outcome, source, reason, payload,
+                         delivery_id, received_at, recorded_at)
+VALUES (:job_id, :from_state, :to_state, :outcome, :source, :reason, :payload,
+        :delivery_id, :received_at, :recorded_at)
+"""
+INSERT_TASK_SQL: Final = """
+INSERT INTO tasks (job_id, transition_id, handler, idempotency_key, state, run_after,
+                   created_at, updated_at)
+VALUES (:job_id, :transition_id, :handler, :idempotency_key, 'pending', :now, :now, :now)
+"""
+SELECT_JOB_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+APPLY_JOB_STATE_SQL: Final = """
+UPDATE jobs SET state = :state, state_changed_at = :changed_at, last_event_at = :event_at,
+                next_poll_at = NULL, updated_at = :now
+WHERE id = :id
+"""
+TOUCH_JOB_SQL: Final = "UPDATE jobs SET last_event_at = :event_at WHERE id = :id"
+#: The reconciler's query. Its cost follows the silent jobs, not the table: it range-scans the
+#: partial index ``jobs_overdue`` (active jobs only, by ``last_event_at``). Left to itself the
+#: planner prefers ``jobs_state_id`` (two equality lookups), which reads *every* active job, so
+#: ``INDEXED BY`` pins the index; if the ``state IN`` term ever stops matching the index's WHERE
+#: verbatim, SQLite fails the query ("no query solution") instead of silently scanning.
+JOBS_OVERDUE_SQL: Final = f"""
+SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_overdue
+WHERE {migrations.ACTIVE_STATES_SQL}
+  AND last_event_at <= :cutoff
+  AND (next_poll_at IS NULL OR next_poll_at <= :now)
+ORDER BY last_event_at
+LIMIT :limit
+"""
+JOBS_DUE_FOR_SUBMIT_SQL: Final = f"""
+SELECT {_JOB_COLUMNS} FROM jobs
+WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+ORDER BY id
+LIMIT :limit
+"""
+CLAIM_TASKS_SQL: Final = f"""
+UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_until = :lease_until,
+                 updated_at = :now
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, run_after AS due FROM tasks WHERE state = 'pending' AND run_after <= :now
+        UNION ALL
+        SELECT id, lease_until AS due FROM tasks WHERE state = 'running' AND lease_until <= :now
+    ) ORDER BY due LIMIT :limit
+)
+RETURNING {_TASK_COLUMNS}
+"""
+
+#: Fields :meth:`SQLiteStore.update_job` may set, mapped to their columns (no user text ever
+#: reaches the SQL).
+_UPDATABLE: Final = {
+    "video_id": "video_id",
+    "attempts": "attempts",
+    "last_error": "last_error",
+    "next_attempt_at": "next_attempt_at",
+    "next_poll_at": "next_poll_at",
+}
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    keys = [column[0] for column in cursor.description]
+    return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        state=JobState(row["state"]),
+        params=json.loads(row["params"]),
+        trace_id=row["trace_id"],
+        video_id=row["video_id"],
+        labels=json.loads(row["labels"]),
+        callback_url=row["callback_url"],
+        then=json.loads(row["then_steps"]),
+        parent_job_id=row["parent_job_id"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        next_poll_at=row["next_poll_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state_changed_at=row["state_changed_at"],
+        last_event_at=row["last_event_at"],
+    )
+
+
+def _transition(row: Mapping[str, Any]) -> Transition:
+    return Transition(
+        id=row["id"],
+        job_id=row["job_id"],
+        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
+        to_state=JobState(row["to_state"]),
+        outcome=Outcome(row["outcome"]),
+        source=TransitionSource(row["source"]),
+        reason=row["reason"],
+        payload=row["payload"],
+        delivery_id=row["delivery_id"],
+        received_at=row["received_at"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def _task(row: Mapping[str, Any]) -> Task:
+    return Task(
+        id=row["id"],
+        job_id=row["job_id"],
+        transition_id=row["transition_id"],
+        handler=row["handler"],
+        idempotency_key=row["idempotency_key"],
+        state=TaskState(row["state"]),
+        attempts=row["attempts"],
+        run_after=row["run_after"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _delivery(row: Mapping[str, Any]) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row["id"],
+        received_at=row["received_at"],
+        outcome=DeliveryOutcome(row["outcome"]),
+        video_id=row["video_id"],
+        job_id=row["job_id"],
+        nonce=row["nonce"],
+        timestamp=row["timestamp"],
+        headers=json.loads(row["headers"]),
+        body=row["body"],
+        error=row["error"],
+    )
+
+
+def _one_job(db: Database, sql: str, params: Sequence[Any]) -> Job | None:
+    rows = _dicts(db.execute(sql, params))
+    return _job(rows[0]) if rows else None
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
+    return limit
+
+
+class SQLiteStore:
+    """The :class:`~service.store.base.Store` on one SQLite file.
+
+    >>> store = SQLiteStore("pixhook.db")          # doctest: +SKIP
+    >>> async with store:                           # doctest: +SKIP
+    ...     job = await store.create_job(kind="text_to_video", params={"prompt": "a cat"})
+
+    :param path: a file path, or ``":memory:"`` for a private in-memory database.
+    :param clock: returns the time (epoch seconds) recorded as ``created_at`` and the like;
+        tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+        readers: int = DEFAULT_READERS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = str(path)
+        self.memory = self.path == MEMORY
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._clock = clock
+        self._writer = WriterThread(self._connect_writer, setup=self._setup, max_batch=max_batch)
+        self._readers = None if self.memory else ReaderPool(self._connect_reader,
+                                                            max_workers=readers)
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, enable WAL, run pending migrations and start serving."""
+        if self._open:
+            return
+        if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+            raise StorageError(
+                f"SQLite {sqlite3.sqlite_version} is too old; pixhook needs "
+                f"{'.'.join(map(str, MIN_SQLITE_VERSION))} or newer"
+            )
+        if not self.memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await self._writer.start()
+        self._open = True
+
+    async def close(self) -> None:
+        """Let queued writes commit, then close every connection."""
+        if not self._open:
+            return
+        self._open = False
+        await self._writer.stop()
+        if self._readers is not None:
+            await self._readers.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        """Batches and operations committed so far (group commit at work)."""
+        return self._writer.stats
+
+    def _connection(self, *, check_same_thread: bool) -> Database:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=check_same_thread
+        )
+        db = Database(conn, recursive_triggers=False, execute_plugins=False)
+        db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    def _connect_writer(self) -> Database:
+        db = self._connection(check_same_thread=True)
+        if not self.memory:
+            db.enable_wal()
+        # With WAL, NORMAL skips the fsync per commit but stays crash-safe (module docstring).
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def _connect_reader(self) -> Database:
+        # Closed by the pool from another thread at shutdown, hence check_same_thread=False.
+        db = self._connection(check_same_thread=False)
+        db.execute("PRAGMA query_only = ON")
+        return db
+
+    def _setup(self, db: Database) -> None:
+        applied = migrations.migrate(db)
+        if applied:
+            logger.info("migrated %s: %s", self.path, ", ".join(applied),
+                        extra={"action": "store_migrated"})
+
+    async def _write(self, op: Callable[[Database], Any]) -> Any:
+        if not self._open:
+            raise StoreClosedError("the store is not open")
+        return await self._writer.submit(op)
+
+    async def _read(self, op: Callable[[Database], Any]) -> Any:
+        if not self._open:
+            raise StoreClosedError("the store is not open")
+        if self._readers is None:
+            return await self._writer.submit(op)
+        return await self._readers.run(op)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        *,
+        kind: str,
+        params: Mapping[str, Any],
+        trace_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        callback_url: str | None = None,
+        then: Sequence[Mapping[str, Any]] | None = None,
+        parent_job_id: str | None = None,
+    ) -> Job:
+        values = {
+            "id": new_job_id(),
+            "kind": kind,
+            "state": JobState.QUEUED.value,
+            "params": _dumps(dict(params)),
+            "trace_id": trace_id or str(uuid.uuid4()),
+            "labels": _dumps(dict(labels or {})),
+            "callback_url": callback_url,
+            "then_steps": _dumps([dict(step) for step in then or ()]),
+            "parent_job_id": parent_job_id,
+        }
+
+        def op(db: Database) -> Job:
+            now = self._clock()
+            db.execute(INSERT_JOB_SQL, {**values, "now": now})
+            db.execute(INSERT_TRANSITION_SQL, {
+                "job_id": values["id"], "from_state": None, "to_state": JobState.QUEUED.value,
+                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
+                "reason": "created", "payload": None, "delivery_id": None,
+                "received_at": now, "recorded_at": now,
+            })
+            job = _one_job(db, SELECT_JOB_SQL, [values["id"]])
+            assert job is not None
+            return job
+
+        job: Job = await self._write(op)
+        return job
+
+    async def get_job(self, job_id: str) -> Job | None:
+        job: Job | None = await self._read(lambda db: _one_job(db, SELECT_JOB_SQL, [job_id]))
+        return job
+
+    async def get_job_by_video_id(self, video_id: int) -> Job | None:
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE video_id = ?"
+        job: Job | None = await self._read(lambda db: _one_job(db, sql, [video_id]))
+        return job
+
+    async def get_job_by_trace_id(self, trace_id: str) -> Job | None:
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE trace_id = ?"
+        job: Job | None = await self._read(lambda db: _one_job(db, sql, [trace_id]))
+        return job
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        _check_limit(limit)
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        if state is not None:
+            where.append("state = :state")
+            params["state"] = JobState(state).value
+        if kind is not None:
+            where.append("kind = :kind")
+            params["kind"] = kind
+        if cursor is not None:
+            where.append("id < :cursor")
+            params["cursor"] = cursor
+        sql = (
+            f"SELECT {_JOB_COLUMNS} FROM jobs"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY id DESC LIMIT :limit"
+        )
+        rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
+        jobs = [_job(row) for row in rows[:limit]]
+        next_cursor = jobs[-1].id if len(rows) > limit else None
+        return jobs, next_cursor
+
+    async def update_job(self, job_id: str, **fields: Unpack[JobUpdate]) -> Job:
+        unknown = set(fields) - set(_UPDATABLE)
+        if unknown:
+            raise TypeError(f"update_job() cannot set {', '.join(sorted(unknown))}")
+        assignments = [f"{_UPDATABLE[name]} = :{name}" for name in fields]
+        sql = f"UPDATE jobs SET {', '.join([*assignments, 'updated_at = :now'])} WHERE id = :id"
+
+        def op(db: Database) -> Job:
+            cursor = db.execute(sql, {**fields, "now": self._clock(), "id": job_id})
+            if cursor.rowcount == 0:
+                raise JobNotFoundError(job_id)
+            job = _one_job(db, SELECT_JOB_SQL, [job_id])
+            assert job is not None
+            return job
+
+        job: Job = await self._write(op)
+        return job
+
+    async def jobs_overdue(self, now: float, grace: float, *, limit: int = 100) -> list[Job]:
+        params = {"cutoff": now - grace, "now": now, "limit": _check_limit(limit)}
+        rows: list[dict[str, Any]] = await self._read(
+            lambda db: _dicts(db.execute(JOBS_OVERDUE_SQL, params))
+        )
+        return [_job(row) for row in rows]
+
+    async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
+        params = {"now": now, "limit": _check_limit(limit)}
+        rows: list[dict[str, Any]] = await self._read(
+            lambda db: _dicts(db.execute(JOBS_DUE_FOR_SUBMIT_SQL, params))
+        )
+        return [_job(row) for row in rows]
+
+    # -- transitions -----------------------------------------------------------------------
+
+    async def apply_transition(
+        self,
+        job_id: str,
+        proposed: JobState,
+        *,
+        source: TransitionSource,
+        payload: Mapping[str, Any] | str | None = None,
+        received_at: float | None = None,
+        tasks_for: TaskPlanner | None = None,
+        delivery_id: int | None = None,
+    ) -> TransitionResult:
+        proposed = JobState(proposed)
+        source = TransitionSource(source)
+        raw_payload = planning.encode_payload(payload)
+
+        def op(db: Database) -> TransitionResult:
+            now = self._clock()
+            heard_at = now if received_at is None else received_at
+            job = _one_job(db, SELECT_JOB_SQL, [job_id])
+            if job is None:
+                raise JobNotFoundError(job_id)
+            decision = decide(job.state, proposed)
+            # Messages can arrive out of order; the job's clocks only move forward.
+            event_at = max(job.last_event_at, heard_at)
+            cursor = db.execute(INSERT_TRANSITION_SQL, {
+                "job_id": job_id, "from_state": job.state.value, "to_state": proposed.value,
+                "outcome": decision.outcome.value, "source": source.value,
+                "reason": decision.reason, "payload": raw_payload, "delivery_id": delivery_id,
+                "received_at": heard_at, "recorded_at": now,
+            })
+            assert cursor.lastrowid is not None
+            transition = Transition(
+                id=cursor.lastrowid, job_id=job_id, from_state=job.state, to_state=proposed,
+                outcome=decision.outcome, source=source, reason=decision.reason,
+                payload=raw_payload, delivery_id=delivery_id, received_at=heard_at,
+                recorded_at=now,
+            )
+            if not decision.applied:
+                db.execute(TOUCH_JOB_SQL, {"event_at": event_at, "id": job_id})
+                job = replace(job, last_event_at=event_at)
+                return TransitionResult(decision, job, transition)
+            changed_at = max(job.state_changed_at, heard_at)
+            db.execute(APPLY_JOB_STATE_SQL, {
+                "state": proposed.value, "changed_at": changed_at, "event_at": event_at,
+                "now": now, "id": job_id,
+            })
+            job = replace(job, state=proposed, state_changed_at=changed_at,
+                          last_event_at=event_at, next_poll_at=None, updated_at=now)
+            tasks = []
+            for spec in planning.plan_tasks(job, transition, tasks_for):
+                task_cursor = db.execute(INSERT_TASK_SQL, {
+                    "job_id": job_id, "transition_id": transition.id, "handler": spec.handler,
+                    "idempotency_key": spec.idempotency_key, "now": now,
+                })
+                assert task_cursor.lastrowid is not None
+                tasks.append(Task(
+                    id=task_cursor.lastrowid, job_id=job_id, transition_id=transition.id,
+                    handler=spec.handler, idempotency_key=spec.idempotency_key,
+                    state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
+                    last_error=None, created_at=now, updated_at=now,
+                ))
+            return TransitionResult(decision, job, transition, tuple(tasks))
+
+        result: TransitionResult = await self._write(op)
+        return result
+
+    async def list_transitions(self, job_id: str) -> list[Transition]:
+        sql = f"SELECT {_TRANSITION_COLUMNS} FROM transitions WHERE job_id = ? ORDER BY id"
+        rows: list[dict[str, Any]] = await self._read(
+            lambda db: _dicts(db.execute(sql, [job_id]))
+        )
+        return [_transition(row) for row in rows]
+
+    # -- webhook deliveries ----------------------------------------------------------------
+
+    async def record_webhook_delivery(
+        self,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        outcome: DeliveryOutcome,
+        received_at: float,
+        video_id: int | None = None,
+        job_id: str | None = None,
+        nonce: str | None = None,
+        timestamp: float | None = None,
+        error: str | None = None,
+    ) -> WebhookDelivery:
+        values = {
+            "received_at": received_at, "outcome": DeliveryOutcome(outcome).value,
+            "video_id": video_id, "job_id": job_id, "nonce": nonce, "timestamp": timestamp,
+            "headers": _dumps(planning.safe_headers(headers)), "body": bytes(body),
+            "error": error,
+        }
+        sql = (
+            f"INSERT INTO webhook_deliveries ({', '.join(values)}) "
+            f"VALUES ({', '.join(':' + name for name in values)}) RETURNING {_DELIVERY_COLUMNS}"
+        )
+
+        def op(db: Database) -> WebhookDelivery:
+            return _delivery(_dicts(db.execute(sql, values))[0])
+
+        delivery: WebhookDelivery = await self._write(op)
+        return delivery
+
+    async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None:
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?"
+        rows: list[dict[str, Any]] = await self._read(
+            lambda db: _dicts(db.execute(sql, [delivery_id]))
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def list_webhook_deliveries(
+        self,
+        *,
+        video_id: int | None = None,
+        outcome: DeliveryOutcome | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[WebhookDelivery], int | None]:
+        _check_limit(limit)
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        if video_id is not None:
+            where.append("video_id = :video_id")
+            params["video_id"] = video_id
+        if outcome is not None:
+            where.append("outcome = :outcome")
+            params["outcome"] = DeliveryOutcome(outcome).value
+        if cursor is not None:
+            where.append("id < :cursor")
+            params["cursor"] = cursor
+        sql = (
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY id DESC LIMIT :limit"
+        )
+        rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
+        deliveries = [_delivery(row) for row in rows[:limit]]
+        next_cursor = deliveries[-1].id if len(rows) > limit else None
+        return deliveries, next_cursor
+
+    async def claim_nonce(self, nonce: str, timestamp: float | None) -> bool:
+        sql = (
+            "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (nonce) DO NOTHING"
+        )
+
+        def op(db: Database) -> bool:
+            return db.execute(sql, [nonce, timestamp, self._clock()]).rowcount == 1
+
+        claimed: bool = await self._write(op)
+        return claimed
+
+    async def prune_nonces(self, claimed_before: float) -> int:
+        sql = "DELETE FROM webhook_nonces WHERE claimed_at < ?"
+        count: int = await self._write(lambda db: db.execute(sql, [claimed_before]).rowcount)
+        return count
+
+    # -- handler tasks ---------------------------------------------------------------------
+
+    async def claim_tasks(
+        self, now: float, *, limit: int = 10, lease_seconds: float = 60.0
+    ) -> list[Task]:
+        params = {"now": now, "lease_until": now + lease_seconds, "limit": _check_limit(limit)}
+        rows: list[dict[str, Any]] = await self._write(
+            lambda db: _dicts(db.execute(CLAIM_TASKS_SQL, params))
+        )
+        return sorted((_task(row) for row in rows), key=lambda task: task.id)
+
+    async def _finish_task(self, task_id: int, sql: str, params: dict[str, Any]) -> Task:
+        def op(db: Database) -> Task:
+            rows = _dicts(db.execute(sql, {**params, "id": task_id, "now": self._clock()}))
+            if not rows:
+                raise TaskNotFoundError(task_id)
+            return _task(rows[0])
+
+        task: Task = await self._write(op)
+        return task
+
+    async def complete_task(self, task_id: int) -> Task:
+        sql = (
+            "UPDATE tasks SET state = 'succeeded', lease_until = NULL, updated_at = :now "
+            f"WHERE id = :id RETURNING {_TASK_COLUMNS}"
+        )
+        return await self._finish_task(task_id, sql, {})
+
+    async def fail_task(self, task_id: int, *, error: str, retry_at: float | None) -> Task:
+        sql = (
+            "UPDATE tasks SET state = :state, run_after = coalesce(:retry_at, run_after), "
+            "lease_until = NULL, last_error = :error, updated_at = :now "
+            f"WHERE id = :id RETURNING {_TASK_COLUMNS}"
+        )
+        state = TaskState.DEAD if retry_at is None else TaskState.PENDING
+        return await self._finish_task(
+            task_id, sql, {"state": state.value, "retry_at": retry_at, "error": error}
+        )
+
+    async def list_tasks(
+        self, *, job_id: str | None = None, state: TaskState | None = None
+    ) -> list[Task]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if job_id is not None:
+            where.append("job_id = :job_id")
+            params["job_id"] = job_id
+        if state is not None:
+            where.append("state = :state")
+            params["state"] = TaskState(state).value
+        sql = (
+            f"SELECT {_TASK_COLUMNS} FROM tasks"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY id"
+        )
+        rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
+        return [_task(row) for row in rows]
