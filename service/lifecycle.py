@@ -90,6 +90,10 @@ _REJECTABLE_FROM: Final = frozenset({JobState.QUEUED, JobState.SUBMITTING})
 #: had reached status 1 (succeeded) when the video is removed later, by its owner or by
 #: retention. Recording it keeps the job's view of PixVerse honest (the URL no longer works).
 _AFTER_TERMINAL: Final = frozenset({(JobState.SUCCEEDED, JobState.DELETED)})
+#: The one backwards move: PixVerse answered "not now" (500044, or a local in-flight limit
+#: was reached), so nothing was created and the job waits for a slot again. No PixVerse
+#: status maps to ``queued``, so no webhook or poll can propose it.
+_REQUEUE: Final = frozenset({(JobState.SUBMITTING, JobState.QUEUED)})
 
 _RANK: Final = {
     **{state: rank for rank, state in enumerate(FORWARD_ORDER)},
@@ -164,4 +168,6 @@ def decide(current: JobState, proposed: JobState) -> Decision:
         return Decision(Outcome.IGNORED, f"PixVerse already accepted the job ({current})")
     if _RANK[proposed] > _RANK[current]:
         return Decision(Outcome.APPLIED, f"{current} -> {proposed}")
+    if (current, proposed) in _REQUEUE:
+        return Decision(Outcome.APPLIED, "requeued: PixVerse had no free slot")
     return Decision(Outcome.IGNORED, f"{proposed} would move {current} backwards")

@@ -8,7 +8,8 @@ The tree (rooted at :class:`service.exceptions.ServiceError`)::
 
     PixVerseError
     ├── InvalidRequest            local check failed; nothing was sent
-    ├── SignatureError            webhook signature missing, malformed, stale or wrong
+    ├── SignatureError            webhook signature missing, malformed or wrong
+    │   └── StaleTimestampError   timestamp outside the replay window
     ├── MalformedPayloadError     webhook body is not a flat JSON object
     ├── TransportError            timeout / connection error; retryable, ambiguous for a POST
     └── APIError                  PixVerse answered with an error
@@ -68,6 +69,10 @@ class InvalidRequest(PixVerseError, ValueError):
 
 class SignatureError(PixVerseError):
     """A webhook's signature headers are missing, malformed, stale, or do not match."""
+
+
+class StaleTimestampError(SignatureError):
+    """The webhook's timestamp is outside the accepted window (a replay, or a skewed clock)."""
 
 
 class MalformedPayloadError(PixVerseError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote_plus
 
-from service.pixverse.errors import MalformedPayloadError, SignatureError
+from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
 
 TIMESTAMP_HEADER: Final = "Webhook-Timestamp"
 NONCE_HEADER: Final = "Webhook-Nonce"
@@ -131,7 +131,9 @@ def verify(
         raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer") from None
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is outside the {tolerance_seconds:g} s window")
+        raise StaleTimestampError(
+            f"{TIMESTAMP_HEADER} is outside the {tolerance_seconds:g} s window"
+        )
     payload = _load_flat_object(body)
     candidates = {canonical_query(payload), canonical_query(payload, sort_keys=False)}
     expected = signature.encode()

@@ -24,6 +24,7 @@ from service.store.base import (
     Transition,
     TransitionResult,
     WebhookDelivery,
+    WebhookIngest,
 )
 from service.store.errors import (
     ConstraintError,
@@ -57,6 +58,7 @@ __all__ = [
     "TransitionResult",
     "UnsupportedDatabaseError",
     "WebhookDelivery",
+    "WebhookIngest",
     "connect",
     "sqlite_path_from_url",
 ]

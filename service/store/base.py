@@ -155,6 +155,20 @@ class TransitionResult:
         return self.decision.applied
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookIngest:
+    """What :meth:`Store.ingest_webhook` did with one verified delivery.
+
+    ``outcome`` is ``ok`` (a known job; ``transition`` says what became of it), ``orphan``
+    (no job has the video id; the delivery is kept) or ``duplicate`` (the nonce was used
+    before; nothing was written).
+    """
+
+    outcome: DeliveryOutcome
+    delivery: WebhookDelivery | None
+    transition: TransitionResult | None
+
+
 class TaskPlanner(Protocol):
     """Names the handlers an applied transition should run.
 
@@ -245,7 +259,14 @@ class Store(Protocol):
         ...
 
     async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
-        """Queued jobs whose ``next_attempt_at`` (if set) has come, oldest first."""
+        """Jobs to (re)send to PixVerse whose ``next_attempt_at`` (if set) has come, oldest
+        first: ``queued`` ones, and ``submitting`` ones without a video id, whose earlier
+        attempt failed ambiguously or was cut short by a crash (``next_attempt_at`` acts as
+        the attempt's lease)."""
+        ...
+
+    async def count_jobs(self, states: Sequence[JobState]) -> int:
+        """How many jobs are in any of ``states`` (the in-flight limit counts with it)."""
         ...
 
     # -- transitions -----------------------------------------------------------------------
@@ -290,6 +311,27 @@ class Store(Protocol):
         error: str | None = None,
     ) -> WebhookDelivery:
         """Keep one delivery. Credential headers are dropped even if passed."""
+        ...
+
+    async def ingest_webhook(
+        self,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        nonce: str,
+        timestamp: float,
+        received_at: float,
+        video_id: int,
+        proposed: JobState,
+        tasks_for: TaskPlanner | None = None,
+    ) -> WebhookIngest:
+        """Take one verified PixVerse webhook in a single transaction: claim its nonce, keep
+        the delivery, and apply the proposed state to the job with that video id.
+
+        Doing all three at once matters: had the nonce been claimed in a transaction of its
+        own, a crash before the transition committed would make PixVerse's retry look like a
+        replay, and the event would be lost.
+        """
         ...
 
     async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None: ...

@@ -42,6 +42,7 @@ from service.store.base import (
     Transition,
     TransitionResult,
     WebhookDelivery,
+    WebhookIngest,
 )
 from service.store.errors import (
     JobNotFoundError,
@@ -97,6 +98,9 @@ INSERT INTO tasks (job_id, transition_id, handler, idempotency_key, state, run_a
 VALUES (:job_id, :transition_id, :handler, :idempotency_key, 'pending', :now, :now, :now)
 """
 SELECT_JOB_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+SELECT_JOB_BY_VIDEO_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE video_id = ?"
+_DELIVERY_INSERT_FIELDS: Final = ("received_at", "outcome", "video_id", "job_id", "nonce",
+                                  "timestamp", "headers", "body", "error")
 APPLY_JOB_STATE_SQL: Final = """
 UPDATE jobs SET state = :state, state_changed_at = :changed_at, last_event_at = :event_at,
                 next_poll_at = NULL, updated_at = :now
@@ -118,7 +122,8 @@ LIMIT :limit
 """
 JOBS_DUE_FOR_SUBMIT_SQL: Final = f"""
 SELECT {_JOB_COLUMNS} FROM jobs
-WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+WHERE (state = 'queued' OR (state = 'submitting' AND video_id IS NULL))
+  AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
 ORDER BY id
 LIMIT :limit
 """
@@ -399,8 +404,9 @@ class SQLiteStore:
         return job
 
     async def get_job_by_video_id(self, video_id: int) -> Job | None:
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE video_id = ?"
-        job: Job | None = await self._read(lambda db: _one_job(db, sql, [video_id]))
+        job: Job | None = await self._read(
+            lambda db: _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
+        )
         return job
 
     async def get_job_by_trace_id(self, trace_id: str) -> Job | None:
@@ -463,6 +469,14 @@ class SQLiteStore:
         )
         return [_job(row) for row in rows]
 
+    async def count_jobs(self, states: Sequence[JobState]) -> int:
+        marks = ", ".join("?" for _ in states)
+        sql = f"SELECT count(*) FROM jobs WHERE state IN ({marks})"
+        count: int = await self._read(
+            lambda db: db.execute(sql, [JobState(s).value for s in states]).fetchone()[0]
+        )
+        return count
+
     async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
         params = {"now": now, "limit": _check_limit(limit)}
         rows: list[dict[str, Any]] = await self._read(
@@ -488,55 +502,75 @@ class SQLiteStore:
         raw_payload = planning.encode_payload(payload)
 
         def op(db: Database) -> TransitionResult:
-            now = self._clock()
-            heard_at = now if received_at is None else received_at
             job = _one_job(db, SELECT_JOB_SQL, [job_id])
             if job is None:
                 raise JobNotFoundError(job_id)
-            decision = decide(job.state, proposed)
-            # Messages can arrive out of order; the job's clocks only move forward.
-            event_at = max(job.last_event_at, heard_at)
-            cursor = db.execute(INSERT_TRANSITION_SQL, {
-                "job_id": job_id, "from_state": job.state.value, "to_state": proposed.value,
-                "outcome": decision.outcome.value, "source": source.value,
-                "reason": decision.reason, "payload": raw_payload, "delivery_id": delivery_id,
-                "received_at": heard_at, "recorded_at": now,
-            })
-            assert cursor.lastrowid is not None
-            transition = Transition(
-                id=cursor.lastrowid, job_id=job_id, from_state=job.state, to_state=proposed,
-                outcome=decision.outcome, source=source, reason=decision.reason,
-                payload=raw_payload, delivery_id=delivery_id, received_at=heard_at,
-                recorded_at=now,
-            )
-            if not decision.applied:
-                db.execute(TOUCH_JOB_SQL, {"event_at": event_at, "id": job_id})
-                job = replace(job, last_event_at=event_at)
-                return TransitionResult(decision, job, transition)
-            changed_at = max(job.state_changed_at, heard_at)
-            db.execute(APPLY_JOB_STATE_SQL, {
-                "state": proposed.value, "changed_at": changed_at, "event_at": event_at,
-                "now": now, "id": job_id,
-            })
-            job = replace(job, state=proposed, state_changed_at=changed_at,
-                          last_event_at=event_at, next_poll_at=None, updated_at=now)
-            tasks = []
-            for spec in planning.plan_tasks(job, transition, tasks_for):
-                task_cursor = db.execute(INSERT_TASK_SQL, {
-                    "job_id": job_id, "transition_id": transition.id, "handler": spec.handler,
-                    "idempotency_key": spec.idempotency_key, "now": now,
-                })
-                assert task_cursor.lastrowid is not None
-                tasks.append(Task(
-                    id=task_cursor.lastrowid, job_id=job_id, transition_id=transition.id,
-                    handler=spec.handler, idempotency_key=spec.idempotency_key,
-                    state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
-                    last_error=None, created_at=now, updated_at=now,
-                ))
-            return TransitionResult(decision, job, transition, tuple(tasks))
+            return self._transition_in(db, job, proposed, source=source, payload=raw_payload,
+                                       received_at=received_at, tasks_for=tasks_for,
+                                       delivery_id=delivery_id)
 
         result: TransitionResult = await self._write(op)
         return result
+
+    def _transition_in(
+        self,
+        db: Database,
+        job: Job,
+        proposed: JobState,
+        *,
+        source: TransitionSource,
+        payload: str | None,
+        received_at: float | None,
+        tasks_for: TaskPlanner | None,
+        delivery_id: int | None,
+    ) -> TransitionResult:
+        """The body of :meth:`apply_transition`, run on the writer thread inside a transaction
+        that callers may extend (see :meth:`ingest_webhook`)."""
+        now = self._clock()
+        heard_at = now if received_at is None else received_at
+        job_id = job.id
+        decision = decide(job.state, proposed)
+        # Messages can arrive out of order; the job's clocks only move forward.
+        event_at = max(job.last_event_at, heard_at)
+        cursor = db.execute(INSERT_TRANSITION_SQL, {
+            "job_id": job_id, "from_state": job.state.value, "to_state": proposed.value,
+            "outcome": decision.outcome.value, "source": source.value,
+            "reason": decision.reason, "payload": payload, "delivery_id": delivery_id,
+            "received_at": heard_at, "recorded_at": now,
+        })
+        assert cursor.lastrowid is not None
+        transition = Transition(
+            id=cursor.lastrowid, job_id=job_id, from_state=job.state, to_state=proposed,
+            outcome=decision.outcome, source=source, reason=decision.reason,
+            payload=payload, delivery_id=delivery_id, received_at=heard_at,
+            recorded_at=now,
+        )
+        if not decision.applied:
+            db.execute(TOUCH_JOB_SQL, {"event_at": event_at, "id": job_id})
+            job = replace(job, last_event_at=event_at)
+            return TransitionResult(decision, job, transition)
+        changed_at = max(job.state_changed_at, heard_at)
+        db.execute(APPLY_JOB_STATE_SQL, {
+            "state": proposed.value, "changed_at": changed_at, "event_at": event_at,
+            "now": now, "id": job_id,
+        })
+        job = replace(job, state=proposed, state_changed_at=changed_at,
+                      last_event_at=event_at, next_poll_at=None, updated_at=now)
+        tasks = []
+        for spec in planning.plan_tasks(job, transition, tasks_for):
+            task_cursor = db.execute(INSERT_TASK_SQL, {
+                "job_id": job_id, "transition_id": transition.id, "handler": spec.handler,
+                "idempotency_key": spec.idempotency_key, "now": now,
+            })
+            assert task_cursor.lastrowid is not None
+            tasks.append(Task(
+                id=task_cursor.lastrowid, job_id=job_id, transition_id=transition.id,
+                handler=spec.handler, idempotency_key=spec.idempotency_key,
+                state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
+                last_error=None, created_at=now, updated_at=now,
+            ))
+        return TransitionResult(decision, job, transition, tuple(tasks))
+
 
     async def list_transitions(self, job_id: str) -> list[Transition]:
         sql = f"SELECT {_TRANSITION_COLUMNS} FROM transitions WHERE job_id = ? ORDER BY id"
@@ -576,6 +610,52 @@ class SQLiteStore:
 
         delivery: WebhookDelivery = await self._write(op)
         return delivery
+
+    async def ingest_webhook(
+        self,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        nonce: str,
+        timestamp: float,
+        received_at: float,
+        video_id: int,
+        proposed: JobState,
+        tasks_for: TaskPlanner | None = None,
+    ) -> WebhookIngest:
+        delivery_sql = (
+            f"INSERT INTO webhook_deliveries ({', '.join(_DELIVERY_INSERT_FIELDS)}) "
+            f"VALUES ({', '.join(':' + n for n in _DELIVERY_INSERT_FIELDS)}) "
+            f"RETURNING {_DELIVERY_COLUMNS}"
+        )
+        nonce_sql = (
+            "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (nonce) DO NOTHING"
+        )
+        safe_headers = _dumps(planning.safe_headers(headers))
+        proposed = JobState(proposed)
+
+        def op(db: Database) -> WebhookIngest:
+            if db.execute(nonce_sql, [nonce, timestamp, self._clock()]).rowcount != 1:
+                return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
+            job = _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
+            outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
+            delivery = _delivery(_dicts(db.execute(delivery_sql, {
+                "received_at": received_at, "outcome": outcome.value, "video_id": video_id,
+                "job_id": job.id if job else None, "nonce": nonce, "timestamp": timestamp,
+                "headers": safe_headers, "body": bytes(body), "error": None,
+            }))[0])
+            if job is None:
+                return WebhookIngest(outcome, delivery, None)
+            result = self._transition_in(
+                db, job, proposed, source=TransitionSource.WEBHOOK,
+                payload=planning.encode_payload(body.decode("utf-8", "replace")),
+                received_at=received_at, tasks_for=tasks_for, delivery_id=delivery.id,
+            )
+            return WebhookIngest(outcome, delivery, result)
+
+        ingest: WebhookIngest = await self._write(op)
+        return ingest
 
     async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None:
         sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?"

@@ -316,11 +316,20 @@ async def test_jobs_due_for_submit(store: SQLiteStore, clock: FakeClock) -> None
     ready = await store.create_job(kind="k", params={})
     waiting = await store.create_job(kind="k", params={})
     await store.update_job(waiting.id, next_attempt_at=clock.now + 30)
-    started = await store.create_job(kind="k", params={})
-    await store.apply_transition(started.id, JobState.SUBMITTING, source=TransitionSource.SUBMIT)
+    leased = await store.create_job(kind="k", params={})
+    await store.apply_transition(leased.id, JobState.SUBMITTING, source=TransitionSource.SUBMIT)
+    await store.update_job(leased.id, next_attempt_at=clock.now + 60)  # an attempt under way
+    accepted = await store.create_job(kind="k", params={})
+    await store.apply_transition(accepted.id, JobState.SUBMITTING, source=TransitionSource.SUBMIT)
+    await store.update_job(accepted.id, video_id=77)  # PixVerse answered: never re-sent
     assert [job.id for job in await store.jobs_due_for_submit(clock.now)] == [ready.id]
     due_later = await store.jobs_due_for_submit(clock.now + 30)
     assert [job.id for job in due_later] == [ready.id, waiting.id]
+    # An attempt whose lease ran out (the process died mid-call) is due again.
+    due_after_lease = await store.jobs_due_for_submit(clock.now + 61)
+    assert [job.id for job in due_after_lease] == [ready.id, waiting.id, leased.id]
+    assert await store.count_jobs([JobState.SUBMITTING]) == 2
+    assert await store.count_jobs([JobState.QUEUED, JobState.SUBMITTING]) == 4
 
 
 # -- webhook deliveries and nonces -------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from service.pixverse import signature
-from service.pixverse.errors import MalformedPayloadError, SignatureError
+from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
 
 SECRET = "test-webhook-secret"
 TIMESTAMP = 1760000000
@@ -52,7 +52,7 @@ def test_rotation_accepts_any_listed_secret() -> None:
 
 @pytest.mark.parametrize("skew", [-301, 301, 10_000])
 def test_timestamp_outside_window_is_rejected(skew: int) -> None:
-    with pytest.raises(SignatureError, match="window"):
+    with pytest.raises(StaleTimestampError, match="window"):
         signature.verify(VECTORS[0][0], _signed(), [SECRET], now=TIMESTAMP + skew)
 
 
