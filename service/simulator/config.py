@@ -44,6 +44,9 @@ class ChaosConfig:
     webhook_delay_max_seconds: float = 0.0
     #: Webhooks: held back and released in shuffled batches of this size (0 = off).
     webhook_reorder_window: int = 0
+    #: Webhooks: longest a held delivery waits for its reorder batch to fill (real seconds, not
+    #: compressed); a partial batch is then released shuffled, so a quiet period strands nothing.
+    webhook_reorder_hold_seconds: float = 1.0
     #: Webhooks: the signature header is corrupted on this share of attempts.
     webhook_corrupt_signature_rate: float = 0.0
     #: API: answer with HTTP 500/502/503 and no envelope.
@@ -86,10 +89,14 @@ class SimulatorConfig:
     time_compression: float = 1.0
     #: Per-attempt HTTP timeout when delivering a webhook.
     webhook_timeout_seconds: float = 10.0
+    #: Webhook sends in flight at once; the rest wait their turn (thousands may be due at once).
+    webhook_max_concurrency: int = 32
     #: Accept ``ok`` surrounded by whitespace as success (PixVerse: exactly ``ok``).
     webhook_accept_stripped_ok: bool = False
     #: Also push ``status: 5`` once when a job starts (undocumented; off like PixVerse's docs).
     webhook_send_generating: bool = False
+    #: Also push image-template results (PixVerse's webhook page lists video endpoints only).
+    webhook_image_jobs: bool = False
     #: Honour an unofficial ``callback_url`` field on generate requests (test convenience only).
     honour_request_callback_url: bool = False
     #: Refund the price when a job ends in 7 or 8 (semi-official: the usage API has refunds).
