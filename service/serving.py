@@ -1,0 +1,77 @@
+"""Serve ASGI apps with uvicorn on loopback ports: for the demo, tests and benchmarks.
+
+The socket is bound before uvicorn starts, so port 0 yields a free port with no race, and
+the base URL is known before the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+
+#: How long to wait for uvicorn to report it started, in seconds.
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _server(app: Any) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    # The caller owns the process's signals (pytest, the demo's own Ctrl-C handling).
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
+@contextlib.contextmanager
+def background_server(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` from a background thread; yield its base URL (for synchronous code)."""
+    sock = _bind(host, port)
+    server = _server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: Any, *, host: str = "127.0.0.1",
+                         port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` in the running event loop; yield its base URL."""
+    sock = _bind(host, port)
+    server = _server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("uvicorn did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()
