@@ -1,0 +1,269 @@
+"""Submission: jobs go to PixVerse exactly once, whatever fails on the way.
+
+:meth:`Submitter.submit` validates the request and commits the job with its ``Ai-trace-id``
+*before* PixVerse is called; the loop in :meth:`Submitter.run` then sends due jobs:
+
+* success -> the video id is stored, then the job moves to ``generating``;
+* an **ambiguous** failure (timeout, reset, 5xx, 500069, 429, an unreadable answer) -> the job
+  stays ``submitting`` and is sent again later with the **same trace id**, so PixVerse answers
+  with the video it already made instead of making a second one;
+* 500044, or the local ``PIXHOOK_MAX_IN_FLIGHT`` limit -> the job goes back to ``queued`` and
+  waits for a slot;
+* any other PixVerse error -> ``rejected``, with the ErrCode and message in ``last_error``.
+
+``next_attempt_at`` doubles as a lease on an attempt under way: if the process dies mid-call,
+the job becomes due again once the lease runs out, and is re-sent with its trace id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from service.lifecycle import JobState, TransitionSource, state_from_pixverse
+from service.pixverse import errors
+from service.pixverse.client import PixVerseClient
+from service.pixverse.models import REQUEST_TYPES, PixVerseRequest
+from service.settings import Settings
+from service.store import DeliveryOutcome, Job, Store, TaskPlanner
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between passes when nothing wakes the loop (a slot may free up, a retry come due).
+SUBMIT_INTERVAL_SECONDS: Final = 1.0
+#: First retry delay after an ambiguous failure, doubled per attempt up to the cap.
+RETRY_BASE_SECONDS: Final = 1.0
+RETRY_CAP_SECONDS: Final = 60.0
+#: Added to the client's timeout to make an attempt's lease.
+LEASE_MARGIN_SECONDS: Final = 30.0
+#: Attempts sent to PixVerse at once.
+MAX_CONCURRENT_ATTEMPTS: Final = 16
+
+IN_FLIGHT_STATES: Final = (JobState.SUBMITTING, JobState.GENERATING)
+
+
+def build_request(kind: str, params: Mapping[str, Any]) -> PixVerseRequest:
+    """The typed request for a job kind; raises ``InvalidRequest`` naming the field."""
+    request_type = REQUEST_TYPES.get(kind)
+    if request_type is None:
+        raise errors.InvalidRequest("kind", f"{kind!r} is not a PixVerse generation kind",
+                                    allowed=tuple(REQUEST_TYPES))
+    return request_type.from_params(params)
+
+
+def check_then(steps: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Validate follow-up steps ``[{"kind": ..., "params": {...}}]`` as far as possible now
+    (their source video is only known once the previous step succeeds)."""
+    checked = []
+    for i, step in enumerate(steps or ()):
+        if not isinstance(step, Mapping) or not isinstance(step.get("kind"), str):
+            raise errors.InvalidRequest(f"then[{i}]", 'must be {"kind": ..., "params": {...}}')
+        if step["kind"] not in REQUEST_TYPES:
+            raise errors.InvalidRequest(f"then[{i}].kind", f"{step['kind']!r} is unknown",
+                                        allowed=tuple(REQUEST_TYPES))
+        params = step.get("params", {})
+        if not isinstance(params, Mapping):
+            raise errors.InvalidRequest(f"then[{i}].params", "must be an object")
+        checked.append({"kind": step["kind"], "params": dict(params)})
+    return checked
+
+
+def _is_ambiguous(exc: errors.PixVerseError) -> bool:
+    """Whether PixVerse may have created the job although the call failed."""
+    if isinstance(exc, errors.ConcurrencyLimitError):
+        return False  # a definite "not now": nothing was created
+    if isinstance(exc, errors.UnknownAPIError) and exc.err_code is None:
+        return True  # an answer that is not an envelope: we cannot tell
+    return exc.retryable
+
+
+class Submitter:
+    """Commits jobs and sends them to PixVerse; run :meth:`run` as a background task."""
+
+    def __init__(self, store: Store, client: PixVerseClient, settings: Settings, *,
+                 tasks_for: TaskPlanner | None = None, client_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._tasks_for = tasks_for
+        self._lease = client_timeout + LEASE_MARGIN_SECONDS
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._attempting: set[str] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        *,
+        callback_url: str | None = None,
+        then: Sequence[Mapping[str, Any]] | None = None,
+        labels: Mapping[str, str] | None = None,
+        trace_id: str | None = None,
+        parent_job_id: str | None = None,
+    ) -> Job:
+        """Validate and commit a job; it is sent to PixVerse by the loop, soon after."""
+        build_request(kind, params)
+        job = await self._store.create_job(
+            kind=kind, params=dict(params), trace_id=trace_id, labels=labels,
+            callback_url=callback_url, then=check_then(then), parent_job_id=parent_job_id,
+        )
+        logger.info("job %s (%s) queued", job.id, kind,
+                    extra={"action": "submit", "job_id": job.id})
+        self.wake()
+        return job
+
+    def wake(self) -> None:
+        """Run a pass now (a job was added, or a slot freed)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send due jobs until ``stop`` is set; a failed pass is logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("submission pass failed")
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()),
+                       asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=SUBMIT_INTERVAL_SECONDS,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for attempts under way (used at shutdown and by tests)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run_once(self) -> int:
+        """Start an attempt for each due job, within the in-flight limit; return how many."""
+        now = self._clock()
+        due = [job for job in await self._store.jobs_due_for_submit(now)
+               if job.id not in self._attempting]
+        limit = self._settings.max_in_flight
+        in_flight = await self._store.count_jobs(IN_FLIGHT_STATES) if limit else 0
+        started = 0
+        for job in due:
+            if limit and job.state is JobState.QUEUED:
+                if in_flight >= limit:
+                    break  # stays queued; a pass after a job finishes will try again
+                in_flight += 1
+            self._attempting.add(job.id)
+            task = asyncio.create_task(self._attempt(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            async with self._slots:
+                await self._send(job)
+        except Exception:
+            logger.exception("submitting job %s failed unexpectedly", job.id)
+        finally:
+            self._attempting.discard(job.id)
+
+    async def _send(self, job: Job) -> None:
+        try:
+            request = build_request(job.kind, job.params)
+        except errors.InvalidRequest as exc:
+            await self._finish(job, JobState.REJECTED, f"invalid request: {exc}")
+            return
+        if job.state is JobState.QUEUED:
+            await self._transition(job, JobState.SUBMITTING, None)
+        attempts = job.attempts + 1
+        await self._store.update_job(job.id, attempts=attempts,
+                                     next_attempt_at=self._clock() + self._lease)
+        try:
+            submission = await self._client.submit(request, trace_id=job.trace_id)
+        except errors.ConcurrencyLimitError as exc:
+            await self._requeue(job, exc)
+        except errors.PixVerseError as exc:
+            if _is_ambiguous(exc):
+                await self._retry_later(job, attempts, exc)
+            else:
+                await self._finish(job, JobState.REJECTED, _describe(exc))
+        else:
+            await self._store.update_job(job.id, video_id=submission.job_id, last_error=None,
+                                         next_attempt_at=None)
+            await self._transition(job, JobState.GENERATING, dict(submission.raw))
+            logger.info("job %s accepted by PixVerse as %s", job.id, submission.job_id,
+                        extra={"action": "submit", "job_id": job.id})
+            await self._adopt_orphans(job, submission.job_id)
+
+    async def _adopt_orphans(self, job: Job, video_id: int) -> None:
+        """Apply webhooks that arrived before PixVerse's answer told us the video id.
+
+        This happens when a create call failed ambiguously but PixVerse made the video: its
+        webhook can beat the retry that reveals the id. Such a delivery was kept as an orphan
+        (and answered ``ok``); it belongs to this job now. The store's single writer makes the
+        id and any orphan commit in some order, so this read sees every orphan that the
+        receiver did not already match to the job.
+        """
+        orphans, _ = await self._store.list_webhook_deliveries(
+            video_id=video_id, outcome=DeliveryOutcome.ORPHAN)
+        for delivery in reversed(orphans):  # oldest first
+            try:
+                status = int(json.loads(delivery.body)["status"])
+                proposed = state_from_pixverse(status)
+            except (ValueError, KeyError, TypeError):
+                continue
+            await self._store.apply_transition(
+                job.id, proposed, source=TransitionSource.WEBHOOK,
+                payload=delivery.body.decode("utf-8", "replace"),
+                received_at=delivery.received_at, tasks_for=self._tasks_for,
+                delivery_id=delivery.id,
+            )
+            logger.info("job %s adopted orphan webhook %s (status %s)", job.id, delivery.id,
+                        status, extra={"action": "submit", "job_id": job.id})
+
+    async def _requeue(self, job: Job, exc: errors.ConcurrencyLimitError) -> None:
+        delay = exc.retry_after or errors.DEFAULT_CONCURRENCY_RETRY_AFTER
+        await self._store.update_job(job.id, last_error=_describe(exc),
+                                     next_attempt_at=self._clock() + delay)
+        await self._transition(job, JobState.QUEUED, {"err_code": exc.err_code})
+
+    async def _retry_later(self, job: Job, attempts: int, exc: errors.PixVerseError) -> None:
+        if attempts >= self._settings.submit_max_attempts:
+            await self._finish(job, JobState.FAILED,
+                               f"gave up after {attempts} ambiguous attempts: {_describe(exc)}")
+            return
+        delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        logger.warning("job %s: ambiguous failure (%s); retrying in %.1f s with the same "
+                       "trace id", job.id, _describe(exc), delay,
+                       extra={"action": "submit", "job_id": job.id})
+        await self._store.update_job(job.id, last_error=_describe(exc),
+                                     next_attempt_at=self._clock() + delay)
+
+    async def _finish(self, job: Job, state: JobState, error: str) -> None:
+        await self._store.update_job(job.id, last_error=error, next_attempt_at=None)
+        await self._transition(job, state, {"error": error})
+        logger.warning("job %s %s: %s", job.id, state.value, error,
+                       extra={"action": "submit", "job_id": job.id})
+
+    async def _transition(self, job: Job, state: JobState,
+                          payload: Mapping[str, Any] | None) -> None:
+        await self._store.apply_transition(job.id, state, source=TransitionSource.SUBMIT,
+                                           payload=payload, tasks_for=self._tasks_for)
+
+
+def _describe(exc: errors.PixVerseError) -> str:
+    if isinstance(exc, errors.APIError) and exc.err_code is not None:
+        return f"ErrCode {exc.err_code}: {exc.err_msg}"
+    return str(exc)
