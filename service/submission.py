@@ -96,6 +96,9 @@ class Submitter:
         self._clock = clock
         self._wake = asyncio.Event()
         self._attempting: set[str] = set()
+        #: Jobs started from ``queued`` whose move to ``submitting`` is not committed yet: the
+        #: store's in-flight count cannot see them, so the limit must count them here.
+        self._claimed: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -152,13 +155,16 @@ class Submitter:
         due = [job for job in await self._store.jobs_due_for_submit(now)
                if job.id not in self._attempting]
         limit = self._settings.max_in_flight
-        in_flight = await self._store.count_jobs(IN_FLIGHT_STATES) if limit else 0
+        in_flight = 0
+        if limit:
+            in_flight = await self._store.count_jobs(IN_FLIGHT_STATES) + len(self._claimed)
         started = 0
         for job in due:
             if limit and job.state is JobState.QUEUED:
                 if in_flight >= limit:
                     break  # stays queued; a pass after a job finishes will try again
                 in_flight += 1
+                self._claimed.add(job.id)
             self._attempting.add(job.id)
             task = asyncio.create_task(self._attempt(job))
             self._tasks.add(task)
@@ -173,6 +179,7 @@ class Submitter:
         except Exception:
             logger.exception("submitting job %s failed unexpectedly", job.id)
         finally:
+            self._claimed.discard(job.id)
             self._attempting.discard(job.id)
 
     async def _send(self, job: Job) -> None:
@@ -183,6 +190,7 @@ class Submitter:
             return
         if job.state is JobState.QUEUED:
             await self._transition(job, JobState.SUBMITTING, None)
+            self._claimed.discard(job.id)  # the store counts it from now on
         attempts = job.attempts + 1
         await self._store.update_job(job.id, attempts=attempts,
                                      next_attempt_at=self._clock() + self._lease)
