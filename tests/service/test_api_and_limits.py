@@ -133,3 +133,13 @@ async def test_poll_deadline_fails_a_job_that_never_finishes(stack: Stack) -> No
         job = await stack.wait_for(created["id"], "failed", timeout=10)
     assert job["transitions"][-1]["source"] == "poll"
     assert "PIXHOOK_POLL_DEADLINE" in job["transitions"][-1]["payload"]
+
+
+async def test_poll_mode_always_polls_even_while_webhooks_flow(stack: Stack) -> None:
+    stack.sim.generation_seconds = 1.0
+    async with stack.service(poll_mode="always", reconcile_interval=0.1):
+        created = await stack.submit()
+        job = await stack.wait_for(created["id"], "succeeded")
+    assert (await stack.sim_stats())["status_calls"] >= 1
+    sources = {t["source"] for t in job["transitions"] if t["to_state"] == "generating"}
+    assert "poll" in sources  # a poll saw status 5 and was logged as a duplicate
