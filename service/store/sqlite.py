@@ -101,6 +101,24 @@ SELECT_JOB_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
 SELECT_JOB_BY_VIDEO_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE video_id = ?"
 _DELIVERY_INSERT_FIELDS: Final = ("received_at", "outcome", "video_id", "job_id", "nonce",
                                   "timestamp", "headers", "body", "error")
+INSERT_DELIVERY_SQL: Final = (
+    f"INSERT INTO webhook_deliveries ({', '.join(_DELIVERY_INSERT_FIELDS)}) "
+    f"VALUES ({', '.join(':' + name for name in _DELIVERY_INSERT_FIELDS)}) "
+    f"RETURNING {_DELIVERY_COLUMNS}"
+)
+CLAIM_NONCE_SQL: Final = (
+    "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (nonce) DO NOTHING"
+)
+
+
+def _newest_first_sql(columns: str, table: str, where: list[str]) -> str:
+    """A page of ``table`` newest first; ``where`` holds conditions joined by AND."""
+    return (
+        f"SELECT {columns} FROM {table}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY id DESC LIMIT :limit"
+    )
 APPLY_JOB_STATE_SQL: Final = """
 UPDATE jobs SET state = :state, state_changed_at = :changed_at, last_event_at = :event_at,
                 next_poll_at = NULL, updated_at = :now
@@ -434,11 +452,7 @@ class SQLiteStore:
         if cursor is not None:
             where.append("id < :cursor")
             params["cursor"] = cursor
-        sql = (
-            f"SELECT {_JOB_COLUMNS} FROM jobs"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY id DESC LIMIT :limit"
-        )
+        sql = _newest_first_sql(_JOB_COLUMNS, "jobs", where)
         rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
         jobs = [_job(row) for row in rows[:limit]]
         next_cursor = jobs[-1].id if len(rows) > limit else None
@@ -600,13 +614,9 @@ class SQLiteStore:
             "headers": _dumps(planning.safe_headers(headers)), "body": bytes(body),
             "error": error,
         }
-        sql = (
-            f"INSERT INTO webhook_deliveries ({', '.join(values)}) "
-            f"VALUES ({', '.join(':' + name for name in values)}) RETURNING {_DELIVERY_COLUMNS}"
-        )
 
         def op(db: Database) -> WebhookDelivery:
-            return _delivery(_dicts(db.execute(sql, values))[0])
+            return _delivery(_dicts(db.execute(INSERT_DELIVERY_SQL, values))[0])
 
         delivery: WebhookDelivery = await self._write(op)
         return delivery
@@ -623,24 +633,15 @@ class SQLiteStore:
         proposed: JobState,
         tasks_for: TaskPlanner | None = None,
     ) -> WebhookIngest:
-        delivery_sql = (
-            f"INSERT INTO webhook_deliveries ({', '.join(_DELIVERY_INSERT_FIELDS)}) "
-            f"VALUES ({', '.join(':' + n for n in _DELIVERY_INSERT_FIELDS)}) "
-            f"RETURNING {_DELIVERY_COLUMNS}"
-        )
-        nonce_sql = (
-            "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (nonce) DO NOTHING"
-        )
         safe_headers = _dumps(planning.safe_headers(headers))
         proposed = JobState(proposed)
 
         def op(db: Database) -> WebhookIngest:
-            if db.execute(nonce_sql, [nonce, timestamp, self._clock()]).rowcount != 1:
+            if db.execute(CLAIM_NONCE_SQL, [nonce, timestamp, self._clock()]).rowcount != 1:
                 return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
             job = _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
             outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
-            delivery = _delivery(_dicts(db.execute(delivery_sql, {
+            delivery = _delivery(_dicts(db.execute(INSERT_DELIVERY_SQL, {
                 "received_at": received_at, "outcome": outcome.value, "video_id": video_id,
                 "job_id": job.id if job else None, "nonce": nonce, "timestamp": timestamp,
                 "headers": safe_headers, "body": bytes(body), "error": None,
@@ -684,24 +685,15 @@ class SQLiteStore:
         if cursor is not None:
             where.append("id < :cursor")
             params["cursor"] = cursor
-        sql = (
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY id DESC LIMIT :limit"
-        )
+        sql = _newest_first_sql(_DELIVERY_COLUMNS, "webhook_deliveries", where)
         rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
         deliveries = [_delivery(row) for row in rows[:limit]]
         next_cursor = deliveries[-1].id if len(rows) > limit else None
         return deliveries, next_cursor
 
     async def claim_nonce(self, nonce: str, timestamp: float | None) -> bool:
-        sql = (
-            "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (nonce) DO NOTHING"
-        )
-
         def op(db: Database) -> bool:
-            return db.execute(sql, [nonce, timestamp, self._clock()]).rowcount == 1
+            return db.execute(CLAIM_NONCE_SQL, [nonce, timestamp, self._clock()]).rowcount == 1
 
         claimed: bool = await self._write(op)
         return claimed
