@@ -3,9 +3,13 @@
 * ``POST /api/jobs``        ``{"kind", "params", "callback_url"?, "then"?, "labels"?}`` -> 201
 * ``GET  /api/jobs/{id}``   the job with its transitions
 * ``GET  /api/jobs``        ``?state=&kind=&limit=&cursor=`` newest first, with ``next_cursor``
+* ``GET  /api/tasks``       handler tasks, ``?state=dead&job_id=&handler=&limit=``, oldest first
+* ``GET  /api/tasks/{id}``  one task with its runs (attempt, outcome, error, duration)
+* ``POST /api/tasks/{id}/retry``  revive a dead task: it runs again now, with fresh attempts
 
 Errors are JSON ``{"error": message, "field": name?}``: 401 without the token, 404 for an
-unknown job, 422 for invalid input (the field is named).
+unknown job or task, 409 for retrying a task that is not dead, 422 for invalid input (the
+field is named).
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from starlette.routing import Route
 from service.lifecycle import JobState
 from service.pixverse.errors import InvalidRequest
 from service.settings import Settings
-from service.store import Job, Store, Transition
+from service.store import (
+    Job,
+    Store,
+    Task,
+    TaskNotFoundError,
+    TaskRun,
+    TaskState,
+    TaskStateError,
+    Transition,
+)
 from service.submission import Submitter
 
 #: Largest page a list call returns.
@@ -45,6 +58,20 @@ def job_json(job: Job) -> dict[str, Any]:
     return data
 
 
+def _enum_values(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        data[key] = getattr(data[key], "value", data[key])
+    return data
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return _enum_values(dataclasses.asdict(task), "state")
+
+
+def task_run_json(run: TaskRun) -> dict[str, Any]:
+    return {**_enum_values(dataclasses.asdict(run), "outcome"), "duration": run.duration}
+
+
 def transition_json(transition: Transition) -> dict[str, Any]:
     data = dataclasses.asdict(transition)
     for key in ("from_state", "to_state", "outcome", "source"):
@@ -53,22 +80,14 @@ def transition_json(transition: Transition) -> dict[str, Any]:
     return data
 
 
-class JobsAPI:
-    """The ``/api`` routes; ``routes()`` gives them to the app."""
+class BearerGuard:
+    """Wraps endpoints so they answer 401 without ``Authorization: Bearer PIXHOOK_API_TOKEN``
+    (compared in constant time; an empty token refuses everyone)."""
 
-    def __init__(self, store: Store, submitter: Submitter, settings: Settings) -> None:
-        self._store = store
-        self._submitter = submitter
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/api/jobs", self._guard(self.create_job), methods=["POST"]),
-            Route("/api/jobs", self._guard(self.list_jobs), methods=["GET"]),
-            Route("/api/jobs/{job_id}", self._guard(self.get_job), methods=["GET"]),
-        ]
-
-    def _guard(self, endpoint: Any) -> Any:
+    def __call__(self, endpoint: Any) -> Any:
         async def guarded(request: Request) -> JSONResponse:
             if not self.authorised(request):
                 response = error(401, "missing or wrong bearer token")
@@ -84,6 +103,33 @@ class JobsAPI:
         if not expected or scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+def _limit(query: Any, default: int = 50) -> int | JSONResponse:
+    try:
+        limit = int(query.get("limit", str(default)))
+    except ValueError:
+        return error(422, "limit must be an integer", "limit")
+    if not 1 <= limit <= MAX_PAGE:
+        return error(422, f"limit must be 1..{MAX_PAGE}", "limit")
+    return limit
+
+
+class JobsAPI:
+    """The ``/api`` routes; ``routes()`` gives them to the app."""
+
+    def __init__(self, store: Store, submitter: Submitter, settings: Settings) -> None:
+        self._store = store
+        self._submitter = submitter
+        self._settings = settings
+        self._guard = BearerGuard(settings)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/jobs", self._guard(self.create_job), methods=["POST"]),
+            Route("/api/jobs", self._guard(self.list_jobs), methods=["GET"]),
+            Route("/api/jobs/{job_id}", self._guard(self.get_job), methods=["GET"]),
+        ]
 
     async def create_job(self, request: Request) -> JSONResponse:
         try:
@@ -121,22 +167,66 @@ class JobsAPI:
         if job is None:
             return error(404, "no such job")
         transitions = await self._store.list_transitions(job.id)
+        tasks = await self._store.list_tasks(job_id=job.id)
         return JSONResponse({**job_json(job),
-                             "transitions": [transition_json(t) for t in transitions]})
+                             "transitions": [transition_json(t) for t in transitions],
+                             "tasks": [task_json(t) for t in tasks]})
 
     async def list_jobs(self, request: Request) -> JSONResponse:
         query = request.query_params
         state = query.get("state")
         if state is not None and state not in {s.value for s in JobState}:
             return error(422, f"unknown state {state!r}", "state")
-        try:
-            limit = int(query.get("limit", "50"))
-        except ValueError:
-            return error(422, "limit must be an integer", "limit")
-        if not 1 <= limit <= MAX_PAGE:
-            return error(422, f"limit must be 1..{MAX_PAGE}", "limit")
+        limit = _limit(query)
+        if isinstance(limit, JSONResponse):
+            return limit
         jobs, next_cursor = await self._store.list_jobs(
             state=JobState(state) if state else None, kind=query.get("kind"), limit=limit,
             cursor=query.get("cursor"),
         )
         return JSONResponse({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
+
+
+class TasksAPI:
+    """``/api/tasks``: the handler task queue, including dead tasks, and manual retry."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._guard = BearerGuard(settings)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/tasks", self._guard(self.list_tasks), methods=["GET"]),
+            Route("/api/tasks/{task_id:int}", self._guard(self.get_task), methods=["GET"]),
+            Route("/api/tasks/{task_id:int}/retry", self._guard(self.retry_task),
+                  methods=["POST"]),
+        ]
+
+    async def list_tasks(self, request: Request) -> JSONResponse:
+        query = request.query_params
+        state = query.get("state")
+        if state is not None and state not in {s.value for s in TaskState}:
+            return error(422, f"unknown task state {state!r}", "state")
+        limit = _limit(query, default=MAX_PAGE)
+        if isinstance(limit, JSONResponse):
+            return limit
+        tasks = await self._store.list_tasks(
+            job_id=query.get("job_id"), state=TaskState(state) if state else None,
+            handler=query.get("handler"), limit=limit)
+        return JSONResponse({"tasks": [task_json(t) for t in tasks]})
+
+    async def get_task(self, request: Request) -> JSONResponse:
+        task = await self._store.get_task(request.path_params["task_id"])
+        if task is None:
+            return error(404, "no such task")
+        runs = await self._store.list_task_runs(task.id)
+        return JSONResponse({**task_json(task), "runs": [task_run_json(r) for r in runs]})
+
+    async def retry_task(self, request: Request) -> JSONResponse:
+        try:
+            task = await self._store.retry_task(request.path_params["task_id"])
+        except TaskNotFoundError:
+            return error(404, "no such task")
+        except TaskStateError as exc:
+            return error(409, str(exc))
+        return JSONResponse(task_json(task))

@@ -1,9 +1,9 @@
 """The pixhook web app: wiring only.
 
-``create_app()`` builds the Starlette app; its lifespan opens the store and the PixVerse
-client and, unless told not to, runs the submitter and the reconciler in the background
-(the embedded "serve" mode). ``uvicorn service.app:app`` serves it with settings from the
-environment.
+``create_app()`` builds the Starlette app; its lifespan opens the store, the PixVerse client
+and the shared HTTP client and, unless told not to, runs the submitter, the reconciler and the
+task runner in the background (the embedded "serve" mode). ``uvicorn service.app:app`` serves
+it with settings from the environment.
 """
 
 from __future__ import annotations
@@ -12,21 +12,28 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from service import store as store_module
-from service.api import JobsAPI
+from service.api import JobsAPI, TasksAPI
+from service.media import MediaLinks
 from service.pixverse.client import PixVerseClient
 from service.receiver import WebhookReceiver
 from service.reconciler import Reconciler
+from service.registry import HandlerSet
 from service.settings import Settings
-from service.store import Store, TaskPlanner
+from service.store import Store
 from service.submission import Submitter
+from service.worker import TaskRunner
+
+#: Timeouts of the HTTP client handlers share (a handler may pass its own per request).
+HANDLER_HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 
 WEBHOOK_PATH = "/webhooks/pixverse"
 
@@ -41,21 +48,30 @@ class Services:
     submitter: Submitter
     reconciler: Reconciler
     receiver: WebhookReceiver
+    handlers: HandlerSet
+    runner: TaskRunner
+    http: httpx.AsyncClient
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               client: PixVerseClient | None = None, tasks_for: TaskPlanner | None = None,
+               client: PixVerseClient | None = None, handlers: HandlerSet | None = None,
                run_background: bool = True) -> Starlette:
-    """Build the app. Everything not passed is made from ``settings`` (or the environment)."""
+    """Build the app. Everything not passed is made from ``settings`` (or the environment);
+    ``handlers`` defaults to the ones ``PIXHOOK_HANDLERS`` names."""
     settings = settings or Settings.load()
     store = store or store_module.connect(settings.database_url)
     client = client or PixVerseClient(settings.pixverse_api_key or "unset",
                                       base_url=settings.pixverse_base_url)
+    handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
+    http = httpx.AsyncClient(timeout=HANDLER_HTTP_TIMEOUT,
+                             headers={"user-agent": "pixhook"})
+    submitter = Submitter(store, client, settings, tasks_for=handlers.plan)
     services = Services(
-        settings=settings, store=store, client=client,
-        submitter=Submitter(store, client, settings, tasks_for=tasks_for),
-        reconciler=Reconciler(store, client, settings, tasks_for=tasks_for),
-        receiver=WebhookReceiver(store, settings, tasks_for=tasks_for),
+        settings=settings, store=store, client=client, submitter=submitter,
+        reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan),
+        receiver=WebhookReceiver(store, settings, tasks_for=handlers.plan),
+        handlers=handlers, http=http,
+        runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit),
     )
 
     @contextlib.asynccontextmanager
@@ -65,23 +81,28 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         loops = []
         if run_background:
             loops = [asyncio.create_task(services.submitter.run(stop)),
-                     asyncio.create_task(services.reconciler.run(stop))]
+                     asyncio.create_task(services.reconciler.run(stop)),
+                     asyncio.create_task(services.runner.run(stop))]
         try:
             yield {}
         finally:
             stop.set()
             await asyncio.gather(*loops, return_exceptions=True)
+            await services.http.aclose()
             await services.client.aclose()
             await services.store.close()
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    api = JobsAPI(store, services.submitter, settings)
+    jobs_api = JobsAPI(store, services.submitter, settings)
+    tasks_api = TasksAPI(store, settings)
     app = Starlette(
         routes=[
             Route(WEBHOOK_PATH, services.receiver.endpoint, methods=["POST"]),
-            *api.routes(),
+            *jobs_api.routes(),
+            *tasks_api.routes(),
+            *MediaLinks(settings, store).routes(),
             Route("/healthz", healthz),
         ],
         lifespan=lifespan,

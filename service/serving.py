@@ -27,6 +27,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now, for a server whose URL must be known before it starts (its
+    public URL goes into its own settings). Another process could take it first; callers on
+    loopback in tests and the demo accept that small race."""
+    with contextlib.closing(_bind(host, 0)) as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _server(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)

@@ -57,6 +57,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _forward_secret(text: str) -> str:
+    if text and not text.startswith("whsec_"):
+        raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64")
+    return text
+
+
 def _poll_mode(text: str) -> str:
     if text not in ("fallback", "always", "off"):
         raise ValueError("must be fallback, always or off")
@@ -96,6 +116,48 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "Seconds after submission when an unfinished job is marked failed.", _seconds),
     Setting("PIXHOOK_RECONCILE_INTERVAL", 5.0,
             "Seconds between reconciler passes.", _seconds),
+    # -- handlers and their task queue ------------------------------------------------------
+    Setting("PIXHOOK_HANDLERS", ("download", "slack", "followup", "forward"),
+            "Handlers to run, by entry-point name, comma-separated (empty: none). Per-handler "
+            "states, kinds and options: [handler.NAME] in pixhook.toml or "
+            "PIXHOOK_HANDLER_NAME_OPTION.", _names),
+    Setting("PIXHOOK_TASK_MAX_ATTEMPTS", 8,
+            "Runs of one handler task before it is dead.", _positive_int),
+    Setting("PIXHOOK_TASK_BACKOFF", 2.0,
+            "Seconds before the first retry of a failed task; doubles per attempt, "
+            "with jitter.", _seconds),
+    Setting("PIXHOOK_TASK_BACKOFF_MAX", 600.0,
+            "Longest wait between two runs of a failing task, in seconds.", _seconds),
+    Setting("PIXHOOK_TASK_TIMEOUT", 900.0,
+            "Seconds one handler run may take before it counts as failed.", _seconds),
+    Setting("PIXHOOK_TASK_LEASE", 60.0,
+            "Seconds a worker holds a task without renewing it; a crashed worker's tasks "
+            "run again after this.", _seconds),
+    Setting("PIXHOOK_TASK_CONCURRENCY", 8,
+            "Handler tasks one worker runs at once.", _positive_int),
+    Setting("PIXHOOK_MEDIA_DIR", "media",
+            "Where the download handler stores videos (and GET /media/{token} serves them)."),
+    Setting("PIXHOOK_DOWNLOAD_HOSTS", ("media.pixverse.ai", "*.pixverse.ai", "*.pixverseai.cn"),
+            "Hosts the download handler may fetch from (*.example.com matches subdomains); "
+            "the host of PIXVERSE_BASE_URL is always allowed.", _names),
+    Setting("PIXHOOK_DOWNLOAD_ALLOW_PRIVATE", False,
+            "Let the download handler fetch from private or loopback addresses "
+            "(needed for the local simulator).", _boolean),
+    Setting("PIXHOOK_DOWNLOAD_MAX_BYTES", 8 * 1024**3,
+            "Largest video the download handler accepts, in bytes.", _positive_int),
+    Setting("PIXHOOK_SLACK_WEBHOOK_URL", "",
+            "Slack incoming-webhook URL; empty turns the slack handler off.", secret=True),
+    Setting("PIXHOOK_PUBLIC_URL", "",
+            "pixhook's own base URL as others reach it (https://pixhook.example.com), used "
+            "for signed media links; empty links to PixVerse's URL instead."),
+    Setting("PIXHOOK_SECRET_KEY", "",
+            "Signs media links (and dashboard sessions); empty makes a random key per process, "
+            "so links die with it.", secret=True),
+    Setting("PIXHOOK_MEDIA_LINK_TTL", 7 * 86400.0,
+            "Seconds a signed media link stays valid.", _seconds),
+    Setting("PIXHOOK_FORWARD_SECRET", "",
+            "whsec_ secret the forward handler signs events to callback_url with "
+            "(Standard Webhooks).", _forward_secret, secret=True),
 )
 
 _BY_ATTR: Final = {s.attr: s for s in SETTINGS}
@@ -119,6 +181,26 @@ class Settings:
     webhook_grace: float = 300.0
     poll_deadline: float = 6 * 3600.0
     reconcile_interval: float = 5.0
+    handlers: tuple[str, ...] = ("download", "slack", "followup", "forward")
+    task_max_attempts: int = 8
+    task_backoff: float = 2.0
+    task_backoff_max: float = 600.0
+    task_timeout: float = 900.0
+    task_lease: float = 60.0
+    task_concurrency: int = 8
+    media_dir: str = "media"
+    download_hosts: tuple[str, ...] = ("media.pixverse.ai", "*.pixverse.ai", "*.pixverseai.cn")
+    download_allow_private: bool = False
+    download_max_bytes: int = 8 * 1024**3
+    slack_webhook_url: str = dataclasses.field(default="", repr=False)
+    public_url: str = ""
+    secret_key: str = dataclasses.field(default="", repr=False)
+    media_link_ttl: float = 7 * 86400.0
+    forward_secret: str = dataclasses.field(default="", repr=False)
+    #: Per-handler configuration: ``{"slack": {"states": "succeeded,failed", ...}}``, from
+    #: ``[handler.NAME]`` tables in pixhook.toml and ``PIXHOOK_HANDLER_NAME_OPTION`` variables.
+    handler_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict, compare=False)
     #: Where each value came from, for ``pixhook config``.
     sources: Mapping[str, Source] = dataclasses.field(default_factory=dict, repr=False,
                                                       compare=False)
@@ -151,14 +233,20 @@ class Settings:
             else:
                 sources[setting.attr] = "default"
                 continue
+            if isinstance(raw, list):  # handlers = ["download", "slack"] in TOML
+                raw = ",".join(str(item) for item in raw)
+            elif isinstance(raw, bool):
+                raw = str(raw).lower()
             try:
                 values[setting.attr] = setting.cast(str(raw))
             except ValueError as exc:
                 raise SettingsError(f"{setting.env}={raw!r}: {exc}") from exc
+        handler_tables = file_values.pop(HANDLER_TABLE, {})
         unknown = sorted(set(file_values) - set(_BY_ATTR))
         if unknown:
             raise SettingsError(f"{path}: unknown settings {', '.join(unknown)}")
-        return cls(**values, sources=sources)
+        return cls(**values, sources=sources,
+                   handler_options=_handler_options(handler_tables, env, path))
 
     def describe(self) -> list[dict[str, Any]]:
         """Every setting with its value (secrets masked), source and help."""
@@ -170,6 +258,30 @@ class Settings:
             rows.append({"name": setting.env, "value": value, "help": setting.help,
                          "source": self.sources.get(setting.attr, "default")})
         return rows
+
+
+#: The pixhook.toml table of per-handler options (``[handler.slack]``).
+HANDLER_TABLE: Final = "handler"
+#: Environment variables ``PIXHOOK_HANDLER_<NAME>_<OPTION>`` set one handler option.
+HANDLER_ENV_PREFIX: Final = "PIXHOOK_HANDLER_"
+
+
+def _handler_options(tables: Any, env: Mapping[str, str],
+                     path: Path) -> dict[str, dict[str, Any]]:
+    """Merge ``[handler.NAME]`` tables with ``PIXHOOK_HANDLER_NAME_OPTION`` variables (which
+    win). Names are lower-cased; a handler name may not contain ``_`` in its variable form,
+    so ``PIXHOOK_HANDLER_SLACK_STATES`` is handler ``slack``, option ``states``."""
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise SettingsError(f"{path}: [{HANDLER_TABLE}.NAME] entries must be tables")
+    options: dict[str, dict[str, Any]] = {name.lower(): dict(table)
+                                          for name, table in tables.items()}
+    for key, value in env.items():
+        if key.startswith(HANDLER_ENV_PREFIX):
+            name, _, option = key[len(HANDLER_ENV_PREFIX):].lower().partition("_")
+            if not name or not option:
+                raise SettingsError(f"{key}: expected {HANDLER_ENV_PREFIX}NAME_OPTION")
+            options.setdefault(name, {})[option] = value
+    return options
 
 
 def mask(secret: str) -> str:

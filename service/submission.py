@@ -28,9 +28,14 @@ from typing import Any, Final
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
 from service.pixverse import errors
 from service.pixverse.client import PixVerseClient
-from service.pixverse.models import REQUEST_TYPES, PixVerseRequest
+from service.pixverse.models import (
+    REQUEST_TYPES,
+    VIDEO_INPUT_FIELD,
+    PixVerseRequest,
+    takes_video_input,
+)
 from service.settings import Settings
-from service.store import DeliveryOutcome, Job, Store, TaskPlanner
+from service.store import ConstraintError, DeliveryOutcome, Job, Store, TaskPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +62,34 @@ def build_request(kind: str, params: Mapping[str, Any]) -> PixVerseRequest:
 
 
 def check_then(steps: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    """Validate follow-up steps ``[{"kind": ..., "params": {...}}]`` as far as possible now
-    (their source video is only known once the previous step succeeds)."""
+    """Validate follow-up steps ``[{"kind": ..., "params": {...}}]`` now, so a chain fails at
+    submission rather than halfway: each step must take a video (``source_video_id``, wired
+    from the step before once it succeeds) and its params must be valid with one."""
     checked = []
     for i, step in enumerate(steps or ()):
         if not isinstance(step, Mapping) or not isinstance(step.get("kind"), str):
             raise errors.InvalidRequest(f"then[{i}]", 'must be {"kind": ..., "params": {...}}')
-        if step["kind"] not in REQUEST_TYPES:
-            raise errors.InvalidRequest(f"then[{i}].kind", f"{step['kind']!r} is unknown",
+        kind = step["kind"]
+        if kind not in REQUEST_TYPES:
+            raise errors.InvalidRequest(f"then[{i}].kind", f"{kind!r} is unknown",
                                         allowed=tuple(REQUEST_TYPES))
+        if not takes_video_input(kind):
+            raise errors.InvalidRequest(
+                f"then[{i}].kind", f"{kind!r} does not take a video, so it cannot follow a step",
+                allowed=tuple(k for k in REQUEST_TYPES if takes_video_input(k)))
         params = step.get("params", {})
         if not isinstance(params, Mapping):
             raise errors.InvalidRequest(f"then[{i}].params", "must be an object")
-        checked.append({"kind": step["kind"], "params": dict(params)})
+        if VIDEO_INPUT_FIELD in params:
+            raise errors.InvalidRequest(f"then[{i}].params.{VIDEO_INPUT_FIELD}",
+                                        "is filled in from the step before; leave it out")
+        try:
+            # A stand-in id: the real one is known once the step before succeeds.
+            build_request(kind, {**params, VIDEO_INPUT_FIELD: 1})
+        except errors.InvalidRequest as exc:
+            raise errors.InvalidRequest(f"then[{i}].params.{exc.field}", exc.reason,
+                                        allowed=exc.allowed) from exc
+        checked.append({"kind": kind, "params": dict(params)})
     return checked
 
 
@@ -113,12 +133,23 @@ class Submitter:
         trace_id: str | None = None,
         parent_job_id: str | None = None,
     ) -> Job:
-        """Validate and commit a job; it is sent to PixVerse by the loop, soon after."""
+        """Validate and commit a job; it is sent to PixVerse by the loop, soon after.
+
+        With a ``trace_id`` the call is idempotent: if a job already has that trace id, it is
+        returned as it is (a follow-up step replayed after a crash makes no second job).
+        """
         build_request(kind, params)
-        job = await self._store.create_job(
-            kind=kind, params=dict(params), trace_id=trace_id, labels=labels,
-            callback_url=callback_url, then=check_then(then), parent_job_id=parent_job_id,
-        )
+        steps = check_then(then)
+        try:
+            job = await self._store.create_job(
+                kind=kind, params=dict(params), trace_id=trace_id, labels=labels,
+                callback_url=callback_url, then=steps, parent_job_id=parent_job_id,
+            )
+        except ConstraintError:
+            existing = await self._store.get_job_by_trace_id(trace_id) if trace_id else None
+            if existing is None:
+                raise
+            return existing
         logger.info("job %s (%s) queued", job.id, kind,
                     extra={"action": "submit", "job_id": job.id})
         self.wake()

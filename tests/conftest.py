@@ -11,3 +11,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("PIXHOOK_", "PIXVERSE_")):
             monkeypatch.delenv(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests load only pixhook's own handlers, never plugins that happen to be installed.
+    from service import registry
+
+    registry.builtin_only = True

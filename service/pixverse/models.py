@@ -475,3 +475,14 @@ REQUEST_TYPES: dict[str, type[PixVerseRequest]] = {
         Restyle, SwapMask, Swap, SoundEffect, Extend, Mimic, Modify, ImageTemplate, Upscale,
     )
 }
+
+#: The field through which an endpoint takes an existing PixVerse video.
+VIDEO_INPUT_FIELD: str = "source_video_id"
+
+
+def takes_video_input(kind: str) -> bool:
+    """Whether a kind works on an existing PixVerse video (``source_video_id``): such kinds
+    can follow another step in a chain (extend, sound effect, lip sync, restyle, upscale...)."""
+    request_type = REQUEST_TYPES.get(kind)
+    return request_type is not None and VIDEO_INPUT_FIELD in {
+        field.name for field in dataclasses.fields(request_type)}

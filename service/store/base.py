@@ -32,6 +32,14 @@ class TaskState(enum.StrEnum):
     DEAD = "dead"  # gave up; ``last_error`` says why
 
 
+class TaskRunOutcome(enum.StrEnum):
+    """How one run of a task ended."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # failed; pending again until ``run_after``
+    DEAD = "dead"  # failed for good (permanent error, or out of attempts)
+
+
 class DeliveryOutcome(enum.StrEnum):
     """What the webhook receiver made of one delivery."""
 
@@ -74,6 +82,10 @@ class Job:
     state_changed_at: float
     #: When anything (applied or not) was last recorded for the job; the reconciler's clock.
     last_event_at: float
+    #: The downloaded video (set by the download handler): path, SHA-256 hex and bytes.
+    media_path: str | None = None
+    media_sha256: str | None = None
+    media_size: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -116,6 +128,23 @@ class Task:
     last_error: str | None
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """One finished run of a task: when, how it ended, and why if it failed."""
+
+    id: int
+    task_id: int
+    attempt: int
+    outcome: TaskRunOutcome
+    error: str | None
+    started_at: float
+    finished_at: float
+
+    @property
+    def duration(self) -> float:
+        return self.finished_at - self.started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +217,9 @@ class JobUpdate(TypedDict, total=False):
     last_error: str | None
     next_attempt_at: float | None
     next_poll_at: float | None
+    media_path: str | None
+    media_sha256: str | None
+    media_size: int | None
 
 
 class Store(Protocol):
@@ -295,6 +327,8 @@ class Store(Protocol):
         """A job's history, oldest first."""
         ...
 
+    async def get_transition(self, transition_id: int) -> Transition | None: ...
+
     # -- webhook deliveries ----------------------------------------------------------------
 
     async def record_webhook_delivery(
@@ -363,12 +397,53 @@ class Store(Protocol):
         """Lease due pending tasks (and running ones whose lease ran out) to the caller."""
         ...
 
-    async def complete_task(self, task_id: int) -> Task: ...
-
-    async def fail_task(self, task_id: int, *, error: str, retry_at: float | None) -> Task:
-        """Record a failed run: back to pending until ``retry_at``, or dead if it is ``None``."""
+    async def complete_task(self, task_id: int, *, attempt: int | None = None,
+                            started_at: float | None = None) -> Task:
+        """Mark a task succeeded. With ``attempt`` (the ``attempts`` value the claim returned)
+        it only succeeds while that run holds the lease, else raises ``LeaseLostError``; with
+        ``started_at`` the run is kept in the task's history."""
         ...
 
+    async def fail_task(self, task_id: int, *, error: str, retry_at: float | None,
+                        attempt: int | None = None, started_at: float | None = None) -> Task:
+        """Record a failed run: back to pending until ``retry_at``, or dead if it is ``None``.
+        ``attempt`` and ``started_at`` as for :meth:`complete_task`."""
+        ...
+
+    async def extend_task_lease(self, task_id: int, *, attempt: int, lease_until: float) -> bool:
+        """Renew a running task's lease; ``False`` if this run no longer holds it."""
+        ...
+
+    async def release_task(self, task_id: int, *, attempt: int, run_after: float) -> bool:
+        """Give a claimed task back unrun (it waits on another handler): pending again from
+        ``run_after``, and the claim does not count as an attempt. ``False`` if the lease was
+        lost."""
+        ...
+
+    async def retry_task(self, task_id: int, *, now: float | None = None) -> Task:
+        """Revive a dead task: pending now, with a fresh budget of attempts. Raises
+        ``TaskNotFoundError``, or ``TaskStateError`` unless the task is dead."""
+        ...
+
+    async def get_task(self, task_id: int) -> Task | None: ...
+
     async def list_tasks(
-        self, *, job_id: str | None = None, state: TaskState | None = None
-    ) -> list[Task]: ...
+        self, *, job_id: str | None = None, state: TaskState | None = None,
+        handler: str | None = None, limit: int = 1000,
+    ) -> list[Task]:
+        """Tasks oldest first, filtered."""
+        ...
+
+    async def list_task_runs(self, task_id: int) -> list[TaskRun]:
+        """A task's finished runs, oldest first."""
+        ...
+
+    async def next_task_due(self) -> float | None:
+        """When the next task becomes claimable (a pending task's ``run_after`` or a running
+        task's ``lease_until``), or ``None`` if none is waiting."""
+        ...
+
+    async def wait_for_tasks(self, timeout: float) -> None:
+        """Return when tasks may have become due (queued or revived by this process, or, for
+        a shared database, when another process says so), or after ``timeout`` seconds."""
+        ...

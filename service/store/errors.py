@@ -5,6 +5,8 @@
         ├── ConstraintError           a write broke a UNIQUE or FOREIGN KEY constraint
         ├── JobNotFoundError          no job has that id (also a LookupError)
         ├── TaskNotFoundError         no task has that id (also a LookupError)
+        ├── LeaseLostError            a task's lease passed to another run
+        ├── TaskStateError            a task is not in a state that allows the operation
         ├── SchemaError               the database was migrated by a newer pixhook
         ├── StoreClosedError          the store is not open (yet, or any more)
         └── UnsupportedDatabaseError  a database URL pixhook cannot use (also a ValueError)
@@ -39,6 +41,20 @@ class TaskNotFoundError(StorageError, LookupError):
     def __init__(self, task_id: int) -> None:
         self.task_id = task_id
         super().__init__(f"no task with id {task_id!r}")
+
+
+class LeaseLostError(StorageError):
+    """A worker tried to finish a task whose lease it no longer holds: the lease ran out and
+    another run claimed the task (or it was finished already). The other run's result wins."""
+
+    def __init__(self, task_id: int, attempt: int) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        super().__init__(f"task {task_id}: attempt {attempt} no longer holds the lease")
+
+
+class TaskStateError(StorageError):
+    """The task is not in a state that allows this (only dead tasks can be retried)."""
 
 
 class SchemaError(StorageError):

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from service.lifecycle import ACTIVE_STATES, JobState, Outcome, TransitionSource
-from service.store.base import DeliveryOutcome, TaskState
+from service.store.base import DeliveryOutcome, TaskRunOutcome, TaskState
 from service.store.errors import SchemaError
 
 migrations: Final = Migrations("pixhook")
@@ -139,6 +139,28 @@ def _initial(db: Database) -> None:
         CREATE INDEX tasks_pending ON tasks (run_after) WHERE state = 'pending';
         CREATE INDEX tasks_running ON tasks (lease_until) WHERE state = 'running';
         CREATE INDEX tasks_job ON tasks (job_id, id);
+    """)
+
+
+@_migration("0002_task_runs_and_media")
+def _task_runs_and_media(db: Database) -> None:
+    db.executescript(f"""
+        ALTER TABLE jobs ADD COLUMN media_path TEXT;
+        ALTER TABLE jobs ADD COLUMN media_sha256 TEXT;
+        ALTER TABLE jobs ADD COLUMN media_size INTEGER;
+
+        -- One row per finished run of a task: the attempts and errors people debug with.
+        CREATE TABLE task_runs (
+            id          INTEGER PRIMARY KEY,
+            task_id     INTEGER NOT NULL REFERENCES tasks (id),
+            attempt     INTEGER NOT NULL,
+            outcome     TEXT NOT NULL CHECK (outcome IN {_sql_list(TaskRunOutcome)}),
+            error       TEXT,
+            started_at  REAL NOT NULL,
+            finished_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX task_runs_task ON task_runs (task_id, id);
+        CREATE INDEX tasks_state_id ON tasks (state, id);
     """)
 
 

@@ -16,6 +16,8 @@ All SQL lives in this module; the rules it follows come from :mod:`service.lifec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +40,8 @@ from service.store.base import (
     JobUpdate,
     Task,
     TaskPlanner,
+    TaskRun,
+    TaskRunOutcome,
     TaskState,
     Transition,
     TransitionResult,
@@ -46,9 +50,11 @@ from service.store.base import (
 )
 from service.store.errors import (
     JobNotFoundError,
+    LeaseLostError,
     StorageError,
     StoreClosedError,
     TaskNotFoundError,
+    TaskStateError,
 )
 from service.store.ids import new_job_id
 from service.store.threads import DEFAULT_MAX_BATCH, ReaderPool, WriterStats, WriterThread
@@ -66,7 +72,7 @@ MAX_PAGE_SIZE: Final = 1000
 _JOB_COLUMNS: Final = (
     "id, kind, state, params, trace_id, video_id, labels, callback_url, then_steps, "
     "parent_job_id, attempts, last_error, next_attempt_at, next_poll_at, created_at, "
-    "updated_at, state_changed_at, last_event_at"
+    "updated_at, state_changed_at, last_event_at, media_path, media_sha256, media_size"
 )
 _TRANSITION_COLUMNS: Final = (
     "id, job_id, from_state, to_state, outcome, source, reason, payload, delivery_id, "
@@ -76,6 +82,7 @@ _TASK_COLUMNS: Final = (
     "id, job_id, transition_id, handler, idempotency_key, state, attempts, run_after, "
     "lease_until, last_error, created_at, updated_at"
 )
+_TASK_RUN_COLUMNS: Final = "id, task_id, attempt, outcome, error, started_at, finished_at"
 _DELIVERY_COLUMNS: Final = (
     "id, received_at, outcome, video_id, job_id, nonce, timestamp, headers, body, error"
 )
@@ -157,6 +164,24 @@ WHERE id IN (
 )
 RETURNING {_TASK_COLUMNS}
 """
+#: Finishing a run: only while the run still holds its lease (``:attempt`` is the attempts
+#: count its claim returned), or unconditionally when no attempt is given.
+_HOLDS_LEASE: Final = "(:attempt IS NULL OR (state = 'running' AND attempts = :attempt))"
+COMPLETE_TASK_SQL: Final = f"""
+UPDATE tasks SET state = 'succeeded', lease_until = NULL, updated_at = :now
+WHERE id = :id AND {_HOLDS_LEASE}
+RETURNING {_TASK_COLUMNS}
+"""
+FAIL_TASK_SQL: Final = f"""
+UPDATE tasks SET state = :state, run_after = coalesce(:retry_at, run_after), lease_until = NULL,
+                 last_error = :error, updated_at = :now
+WHERE id = :id AND {_HOLDS_LEASE}
+RETURNING {_TASK_COLUMNS}
+"""
+INSERT_TASK_RUN_SQL: Final = """
+INSERT INTO task_runs (task_id, attempt, outcome, error, started_at, finished_at)
+VALUES (:id, :run_attempt, :outcome, :error, :started_at, :now)
+"""
 
 #: Fields :meth:`SQLiteStore.update_job` may set, mapped to their columns (no user text ever
 #: reaches the SQL).
@@ -166,6 +191,9 @@ _UPDATABLE: Final = {
     "last_error": "last_error",
     "next_attempt_at": "next_attempt_at",
     "next_poll_at": "next_poll_at",
+    "media_path": "media_path",
+    "media_sha256": "media_sha256",
+    "media_size": "media_size",
 }
 
 
@@ -198,6 +226,9 @@ def _job(row: Mapping[str, Any]) -> Job:
         updated_at=row["updated_at"],
         state_changed_at=row["state_changed_at"],
         last_event_at=row["last_event_at"],
+        media_path=row["media_path"],
+        media_sha256=row["media_sha256"],
+        media_size=row["media_size"],
     )
 
 
@@ -231,6 +262,18 @@ def _task(row: Mapping[str, Any]) -> Task:
         last_error=row["last_error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def _task_run(row: Mapping[str, Any]) -> TaskRun:
+    return TaskRun(
+        id=row["id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        outcome=TaskRunOutcome(row["outcome"]),
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
     )
 
 
@@ -289,6 +332,8 @@ class SQLiteStore:
         self._readers = None if self.memory else ReaderPool(self._connect_reader,
                                                             max_workers=readers)
         self._open = False
+        #: Set when this process queues or revives a task, to wake :meth:`wait_for_tasks`.
+        self._tasks_ready = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -524,6 +569,8 @@ class SQLiteStore:
                                        delivery_id=delivery_id)
 
         result: TransitionResult = await self._write(op)
+        if result.tasks:
+            self._tasks_ready.set()
         return result
 
     def _transition_in(
@@ -585,6 +632,13 @@ class SQLiteStore:
             ))
         return TransitionResult(decision, job, transition, tuple(tasks))
 
+
+    async def get_transition(self, transition_id: int) -> Transition | None:
+        sql = f"SELECT {_TRANSITION_COLUMNS} FROM transitions WHERE id = ?"
+        rows: list[dict[str, Any]] = await self._read(
+            lambda db: _dicts(db.execute(sql, [transition_id]))
+        )
+        return _transition(rows[0]) if rows else None
 
     async def list_transitions(self, job_id: str) -> list[Transition]:
         sql = f"SELECT {_TRANSITION_COLUMNS} FROM transitions WHERE job_id = ? ORDER BY id"
@@ -656,6 +710,8 @@ class SQLiteStore:
             return WebhookIngest(outcome, delivery, result)
 
         ingest: WebhookIngest = await self._write(op)
+        if ingest.transition is not None and ingest.transition.tasks:
+            self._tasks_ready.set()
         return ingest
 
     async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None:
@@ -714,49 +770,135 @@ class SQLiteStore:
         )
         return sorted((_task(row) for row in rows), key=lambda task: task.id)
 
-    async def _finish_task(self, task_id: int, sql: str, params: dict[str, Any]) -> Task:
+    async def _finish_task(self, task_id: int, sql: str, params: dict[str, Any], *,
+                           attempt: int | None, started_at: float | None,
+                           outcome: TaskRunOutcome, error: str | None) -> Task:
         def op(db: Database) -> Task:
-            rows = _dicts(db.execute(sql, {**params, "id": task_id, "now": self._clock()}))
+            now = self._clock()
+            rows = _dicts(db.execute(sql, {**params, "id": task_id, "attempt": attempt,
+                                           "now": now}))
             if not rows:
+                if db.execute("SELECT 1 FROM tasks WHERE id = ?", [task_id]).fetchone():
+                    raise LeaseLostError(task_id, attempt or 0)
                 raise TaskNotFoundError(task_id)
-            return _task(rows[0])
+            task = _task(rows[0])
+            if started_at is not None:
+                db.execute(INSERT_TASK_RUN_SQL, {
+                    "id": task_id, "run_attempt": task.attempts, "outcome": outcome.value,
+                    "error": error, "started_at": started_at, "now": now,
+                })
+            return task
 
         task: Task = await self._write(op)
         return task
 
-    async def complete_task(self, task_id: int) -> Task:
-        sql = (
-            "UPDATE tasks SET state = 'succeeded', lease_until = NULL, updated_at = :now "
-            f"WHERE id = :id RETURNING {_TASK_COLUMNS}"
-        )
-        return await self._finish_task(task_id, sql, {})
+    async def complete_task(self, task_id: int, *, attempt: int | None = None,
+                            started_at: float | None = None) -> Task:
+        return await self._finish_task(task_id, COMPLETE_TASK_SQL, {}, attempt=attempt,
+                                       started_at=started_at,
+                                       outcome=TaskRunOutcome.SUCCEEDED, error=None)
 
-    async def fail_task(self, task_id: int, *, error: str, retry_at: float | None) -> Task:
-        sql = (
-            "UPDATE tasks SET state = :state, run_after = coalesce(:retry_at, run_after), "
-            "lease_until = NULL, last_error = :error, updated_at = :now "
-            f"WHERE id = :id RETURNING {_TASK_COLUMNS}"
-        )
+    async def fail_task(self, task_id: int, *, error: str, retry_at: float | None,
+                        attempt: int | None = None, started_at: float | None = None) -> Task:
         state = TaskState.DEAD if retry_at is None else TaskState.PENDING
-        return await self._finish_task(
-            task_id, sql, {"state": state.value, "retry_at": retry_at, "error": error}
+        task = await self._finish_task(
+            task_id, FAIL_TASK_SQL, {"state": state.value, "retry_at": retry_at, "error": error},
+            attempt=attempt, started_at=started_at, error=error,
+            outcome=TaskRunOutcome.DEAD if retry_at is None else TaskRunOutcome.RETRY,
         )
+        if retry_at is not None:
+            self._tasks_ready.set()
+        return task
+
+    async def extend_task_lease(self, task_id: int, *, attempt: int, lease_until: float) -> bool:
+        sql = (
+            "UPDATE tasks SET lease_until = :lease_until, updated_at = :now "
+            "WHERE id = :id AND state = 'running' AND attempts = :attempt"
+        )
+        params = {"id": task_id, "attempt": attempt, "lease_until": lease_until}
+        count: int = await self._write(
+            lambda db: db.execute(sql, {**params, "now": self._clock()}).rowcount
+        )
+        return count == 1
+
+    async def release_task(self, task_id: int, *, attempt: int, run_after: float) -> bool:
+        sql = (
+            "UPDATE tasks SET state = 'pending', attempts = attempts - 1, lease_until = NULL, "
+            "run_after = :run_after, updated_at = :now "
+            "WHERE id = :id AND state = 'running' AND attempts = :attempt"
+        )
+        params = {"id": task_id, "attempt": attempt, "run_after": run_after}
+        count: int = await self._write(
+            lambda db: db.execute(sql, {**params, "now": self._clock()}).rowcount
+        )
+        return count == 1
+
+    async def retry_task(self, task_id: int, *, now: float | None = None) -> Task:
+        sql = (
+            "UPDATE tasks SET state = 'pending', attempts = 0, run_after = :run_after, "
+            f"lease_until = NULL, updated_at = :now WHERE id = :id AND state = 'dead' "
+            f"RETURNING {_TASK_COLUMNS}"
+        )
+
+        def op(db: Database) -> Task:
+            clock = self._clock()
+            rows = _dicts(db.execute(sql, {"id": task_id, "now": clock,
+                                           "run_after": clock if now is None else now}))
+            if rows:
+                return _task(rows[0])
+            found = db.execute("SELECT state FROM tasks WHERE id = ?", [task_id]).fetchone()
+            if found is None:
+                raise TaskNotFoundError(task_id)
+            raise TaskStateError(f"task {task_id} is {found[0]}; only dead tasks can be retried")
+
+        task: Task = await self._write(op)
+        self._tasks_ready.set()
+        return task
+
+    async def get_task(self, task_id: int) -> Task | None:
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?"
+        rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, [task_id])))
+        return _task(rows[0]) if rows else None
 
     async def list_tasks(
-        self, *, job_id: str | None = None, state: TaskState | None = None
+        self, *, job_id: str | None = None, state: TaskState | None = None,
+        handler: str | None = None, limit: int = 1000,
     ) -> list[Task]:
         where: list[str] = []
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"limit": _check_limit(limit)}
         if job_id is not None:
             where.append("job_id = :job_id")
             params["job_id"] = job_id
         if state is not None:
             where.append("state = :state")
             params["state"] = TaskState(state).value
+        if handler is not None:
+            where.append("handler = :handler")
+            params["handler"] = handler
         sql = (
             f"SELECT {_TASK_COLUMNS} FROM tasks"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY id"
+            + " ORDER BY id LIMIT :limit"
         )
         rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, params)))
         return [_task(row) for row in rows]
+
+    async def list_task_runs(self, task_id: int) -> list[TaskRun]:
+        sql = f"SELECT {_TASK_RUN_COLUMNS} FROM task_runs WHERE task_id = ? ORDER BY id"
+        rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, [task_id])))
+        return [_task_run(row) for row in rows]
+
+    async def next_task_due(self) -> float | None:
+        sql = (
+            "SELECT min(due) FROM ("
+            "SELECT min(run_after) AS due FROM tasks WHERE state = 'pending' UNION ALL "
+            "SELECT min(lease_until) FROM tasks WHERE state = 'running')"
+        )
+        due: float | None = await self._read(lambda db: db.execute(sql).fetchone()[0])
+        return due
+
+    async def wait_for_tasks(self, timeout: float) -> None:
+        # Another process sharing the file cannot set this event; the timeout covers it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._tasks_ready.wait(), timeout)
+        self._tasks_ready.clear()

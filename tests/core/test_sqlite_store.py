@@ -64,9 +64,9 @@ async def test_open_configures_sqlite(store: SQLiteStore, db_path: Path) -> None
 def test_migrations_run_twice_are_harmless(db_path: Path) -> None:
     db = Database(sqlite3.connect(db_path, isolation_level=None))
     try:
-        assert migrations_module.migrate(db) == ["0001_initial"]
+        assert migrations_module.migrate(db) == migrations_module.MIGRATION_NAMES
         assert migrations_module.migrate(db) == []
-        assert [m.name for m in migrations_module.migrations.applied(db)] == ["0001_initial"]
+        assert [m.name for m in migrations_module.migrations.applied(db)] == migrations_module.MIGRATION_NAMES
     finally:
         db.close()
 
@@ -77,7 +77,7 @@ async def test_reopening_migrates_nothing(db_path: Path) -> None:
             await store.create_job(kind="text_to_video", params={})
     raw = sqlite3.connect(db_path)
     try:
-        assert raw.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (1,)
+        assert raw.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (len(migrations_module.MIGRATION_NAMES),)
         assert raw.execute("SELECT count(*) FROM jobs").fetchone() == (2,)
     finally:
         raw.close()

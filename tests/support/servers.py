@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from service.serving import background_server as serve
-from service.serving import running_server
+from service.serving import free_port, running_server
 
-__all__ = ["running_server", "serve"]
+__all__ = ["free_port", "running_server", "serve"]

@@ -1,0 +1,204 @@
+"""The handler protocol: everything a handler plugin may import from pixhook.
+
+A handler reacts to job transitions. pixhook queues one task per (applied transition, wanted
+handler) in the same transaction as the transition, and a worker runs it later, outside any
+webhook request, with retries. A minimal third-party handler::
+
+    from service.handler_api import (BaseHandler, HandlerContext, Job, JobState, Transition,
+                                     transition_result)
+
+    class PrintHandler(BaseHandler):
+        name = "print"
+        events = frozenset({JobState.SUCCEEDED})
+
+        async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
+            result = transition_result(transition)
+            context.logger.info("job %s done: %s", job.id, result.url)
+
+registered in its package's ``pyproject.toml``::
+
+    [project.entry-points."pixhook.handlers"]
+    print = "my_package.handlers:PrintHandler"
+
+What a run may end with:
+
+* returning: the task succeeded and never runs again;
+* ``raise Retry(after=30)``: run again in 30 seconds (counts as an attempt);
+* ``raise PermanentError("why")``: the task is dead at once (visible in ``/api/tasks``,
+  retried only on demand);
+* any other exception: retried with exponential backoff and jitter until
+  ``PIXHOOK_TASK_MAX_ATTEMPTS``, then dead.
+
+Tasks run *at least once*: a worker that dies mid-run leaves a lease that expires, and the task
+runs again. Make effects idempotent with ``context.task.idempotency_key`` (stable across runs).
+
+Exceptions::
+
+    ServiceError               (service.exceptions)
+    └── HandlerError
+        ├── Retry              run again after ``after`` seconds
+        └── PermanentError     give up now
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+
+from service.exceptions import ServiceError
+from service.lifecycle import TERMINAL_STATES, JobState
+from service.settings import Settings
+from service.store import Job, Store, Task, Transition
+
+__all__ = [
+    "BaseHandler",
+    "Handler",
+    "HandlerContext",
+    "HandlerError",
+    "HandlerFactory",
+    "Job",
+    "JobState",
+    "PermanentError",
+    "Retry",
+    "SubmitFunction",
+    "Task",
+    "Transition",
+    "TransitionResult",
+    "transition_result",
+]
+
+
+class HandlerError(ServiceError):
+    """Raised by a handler to tell the worker what to do with its task."""
+
+
+class Retry(HandlerError):
+    """Run the task again after ``after`` seconds (e.g. a 429's ``Retry-After``)."""
+
+    def __init__(self, after: float, reason: str = "") -> None:
+        self.after = max(0.0, float(after))
+        self.reason = reason
+        super().__init__(reason or f"retry in {self.after:g} s")
+
+
+class PermanentError(HandlerError):
+    """The task cannot succeed by running again; it is marked dead at once."""
+
+
+class SubmitFunction(Protocol):
+    """``context.submit``: validate and queue a new job (the follow-up handler uses it).
+
+    Idempotent on ``trace_id``: if a job already has it, that job is returned unchanged.
+    """
+
+    def __call__(self, kind: str, params: Mapping[str, Any], *, trace_id: str | None = None,
+                 parent_job_id: str | None = None,
+                 then: Sequence[Mapping[str, Any]] | None = None,
+                 labels: Mapping[str, str] | None = None,
+                 callback_url: str | None = None) -> Awaitable[Job]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerContext:
+    """What a handler run gets besides the job and the transition."""
+
+    #: The process's shared HTTP client (timeouts set; pass ``timeout=`` per call to change).
+    http: httpx.AsyncClient
+    store: Store
+    settings: Settings
+    #: Logs with the job id, task id, handler and attempt attached.
+    logger: logging.LoggerAdapter[logging.Logger]
+    #: This handler's options from ``[handler.NAME]`` / ``PIXHOOK_HANDLER_NAME_*``.
+    options: Mapping[str, Any]
+    #: The task being run (``attempts`` counts this run; ``idempotency_key`` is stable).
+    task: Task
+    submit: SubmitFunction
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempts
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """A handler plugin. Built by its factory with ``(settings, options)``."""
+
+    #: Unique name; tasks are stored under it, so keep it stable.
+    name: str
+    #: The job states it runs on by default; ``states = [...]`` in its config overrides.
+    events: frozenset[JobState]
+
+    def wants(self, job: Job, transition: Transition) -> bool:
+        """Whether this transition needs a task at all. Called inside the store's write
+        transaction: quick and pure, no I/O."""
+        ...
+
+    async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
+        """Do the work; see the module docstring for how it may end."""
+        ...
+
+
+class HandlerFactory(Protocol):
+    """What an entry point in ``pixhook.handlers`` names: usually a :class:`BaseHandler`
+    subclass."""
+
+    def __call__(self, settings: Settings, options: Mapping[str, Any]) -> Handler: ...
+
+
+class BaseHandler:
+    """A convenient base: keeps ``settings`` and ``options``, runs on every final state, and
+    wants every transition it is configured for."""
+
+    name: ClassVar[str] = ""
+    events: ClassVar[frozenset[JobState]] = TERMINAL_STATES
+    #: Handlers whose task for the same transition must finish first (e.g. Slack links the
+    #: downloaded file, so it runs after ``download``). Unknown or disabled names are ignored.
+    after: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: Settings, options: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+
+    def wants(self, job: Job, transition: Transition) -> bool:
+        return True
+
+    async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionResult:
+    """What PixVerse said about the outcome in the message behind a transition (webhook body
+    or polled record); fields are empty when the message did not carry them."""
+
+    url: str = ""
+    size: float | None = None
+    credits: int | None = None
+    has_audio: bool | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def transition_result(transition: Transition) -> TransitionResult:
+    """Read the video URL, size and credits from a transition's payload, whatever its source."""
+    try:
+        raw = json.loads(transition.payload or "{}")
+    except ValueError:
+        return TransitionResult()
+    if not isinstance(raw, dict):
+        return TransitionResult()
+    url = raw.get("url")
+    size = raw.get("size")
+    credits = raw.get("credits", raw.get("credit"))
+    has_audio = raw.get("has_audio")
+    return TransitionResult(
+        url=url if isinstance(url, str) else "",
+        size=size if isinstance(size, int | float) and not isinstance(size, bool) else None,
+        credits=credits if isinstance(credits, int) and not isinstance(credits, bool) else None,
+        has_audio=has_audio if isinstance(has_audio, bool) else None,
+        raw=raw,
+    )

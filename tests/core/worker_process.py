@@ -1,0 +1,50 @@
+"""A worker process for the crash test: ``python -m tests.core.worker_process DB MARKER``.
+
+It runs a task runner whose only handler, ``effect``, touches ``MARKER`` when it starts and then
+hangs, so the test can SIGKILL the process mid-task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from service.handler_api import BaseHandler, HandlerContext, Job, Transition
+from service.registry import HandlerSet
+from service.settings import Settings
+from service.store import SQLiteStore
+from service.worker import TaskRunner
+
+
+class HangingHandler(BaseHandler):
+    name: ClassVar[str] = "effect"
+
+    async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
+        Path(self.options["marker"]).write_text(str(context.task.attempts))
+        await asyncio.sleep(3600)
+
+
+async def main(db: str, marker: str) -> None:
+    settings = dataclasses.replace(Settings(), handlers=("effect",), task_lease=1.0,
+                                   handler_options={"effect": {"marker": marker}})
+
+    def factory(settings: Settings, options: Mapping[str, Any]) -> HangingHandler:
+        return HangingHandler(settings, options)
+
+    handlers = HandlerSet.from_settings(settings, available={"effect": factory})
+    async with SQLiteStore(db) as store, httpx.AsyncClient() as http:
+        async def submit(*args: Any, **kwargs: Any) -> Job:
+            raise NotImplementedError
+
+        runner = TaskRunner(store, handlers, settings, http=http, submit=submit)
+        await runner.run(asyncio.Event())
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
