@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -31,6 +32,10 @@ from service.settings import Settings
 from service.store import Store
 from service.submission import Submitter
 from service.worker import TaskRunner
+
+# httpx logs every request's full URL at INFO; handler URLs can be secrets (a Slack webhook URL
+# is a credential, callback URLs may carry tokens), so its requests are never logged.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Timeouts of the HTTP client handlers share (a handler may pass its own per request).
 HANDLER_HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)

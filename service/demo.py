@@ -31,6 +31,7 @@ from service.pixverse import (
     PixVerseClient,
     SoundEffect,
     TextToVideo,
+    SignatureError,
     VideoStatus,
     signature,
 )
@@ -75,7 +76,7 @@ class WebhookInbox:
         body = await request.body()
         try:
             event = signature.verify(body, request.headers, [self._secret])
-        except signature.SignatureError:
+        except SignatureError:
             self.rejected += 1
             return PlainTextResponse("bad signature", status_code=401)
         payload = event.payload

@@ -53,7 +53,7 @@ class MediaLinks:
     def job_id(self, token: str) -> str:
         """The job a token names; raises ``itsdangerous.BadSignature`` (``SignatureExpired``
         when it is too old)."""
-        value = self._serializer.loads(token, max_age=self._settings.media_link_ttl)
+        value = self._serializer.loads(token, max_age=int(self._settings.media_link_ttl))
         if not isinstance(value, str):
             raise BadSignature("not a media token")
         return value

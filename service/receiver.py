@@ -58,7 +58,7 @@ class WebhookReceiver:
         outcome, response = await self._handle(request)
         self.outcomes[outcome] += 1
         if response.status_code != 200:
-            logger.info("webhook refused: %s (%s)", outcome, response.body.decode(),
+            logger.info("webhook refused: %s (%s)", outcome, bytes(response.body).decode(),
                         extra={"action": "webhook", "outcome": outcome})
         return response
 

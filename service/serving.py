@@ -36,12 +36,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: the caller owns the process's signals (pytest, the
+    demo's own Ctrl-C handling), and a test server must not swallow a Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _server(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
-    # The caller owns the process's signals (pytest, the demo's own Ctrl-C handling).
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return _Server(config)
 
 
 @contextlib.contextmanager

@@ -14,11 +14,12 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.registry import HandlerSet
 from service.settings import Settings
 from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
-from tests.support.servers import running_server
+from tests.support.servers import free_port, running_server
 
 API_TOKEN = "test-api-token"
 T2V = {"prompt": "a lantern over a lake", "model": "v6", "duration": 5, "quality": "540p",
@@ -40,14 +41,16 @@ class Stack:
     port: int = 0
 
     @contextlib.asynccontextmanager
-    async def service(self, **overrides: Any) -> AsyncIterator[str]:
-        """Run the pixhook app (web, submitter, reconciler) until the block ends.
+    async def service(self, handlers: HandlerSet | None = None,
+                      **overrides: Any) -> AsyncIterator[str]:
+        """Run the pixhook app (web, submitter, reconciler, task runner) until the block ends.
 
         Every run of one stack listens on the same port, as a restarted deployment would, so
         PixVerse's retries of deliveries that failed while it was down reach the new run.
         """
         settings = dataclasses.replace(self.settings, **overrides)
-        async with running_server(create_app(settings), port=self.port) as url:
+        app = create_app(settings, handlers=handlers)
+        async with running_server(app, port=self.port) as url:
             self.port = int(url.rsplit(":", 1)[1])
             self.service_url = url
             self.sim.accounts[DEFAULT_API_KEY].webhook_url = f"{url}/webhooks/pixverse"
@@ -76,6 +79,24 @@ class Stack:
                 raise AssertionError(f"job {job_id} is {job['state']}, not {states}: {job}")
             await asyncio.sleep(0.05)
 
+    async def tasks(self, **query: str) -> list[dict[str, Any]]:
+        response = await self.http.get(f"{self.service_url}/api/tasks", headers=self.auth,
+                                        params=query)
+        assert response.status_code == 200, response.text
+        return list(response.json()["tasks"])
+
+    async def wait_for_tasks(self, job_id: str, *states: str,
+                             timeout: float = 15.0) -> list[dict[str, Any]]:
+        """The job's tasks, once there is at least one and all are in ``states``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tasks = await self.tasks(job_id=job_id)
+            if tasks and all(task["state"] in states for task in tasks):
+                return tasks
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id}'s tasks are not all {states}: {tasks}")
+            await asyncio.sleep(0.05)
+
     async def sim_stats(self) -> dict[str, Any]:
         stats = (await self.http.get(f"{self.sim_url}/_sim/stats")).json()
         return dict(stats["keys"].get(DEFAULT_API_KEY, {}))
@@ -91,8 +112,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     secret = sim.accounts[DEFAULT_API_KEY].webhook_secret
     async with running_server(create_simulator(sim)) as sim_url, \
             httpx.AsyncClient(timeout=10) as http:
+        port = free_port()
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'pixhook.db'}",
+            media_dir=str(tmp_path / "media"),
+            download_allow_private=True,  # the simulator serves its media on loopback
+            public_url=f"http://127.0.0.1:{port}",
+            secret_key="test-secret-key",
+            task_backoff=0.05,
+            task_backoff_max=0.5,
             pixverse_base_url=f"{sim_url}/openapi/v2",
             pixverse_api_key=DEFAULT_API_KEY,
             pixverse_webhook_secret=secret,
@@ -100,4 +128,4 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             webhook_grace=1.0,
             reconcile_interval=0.1,
         )
-        yield Stack(sim=sim, sim_url=sim_url, settings=settings, http=http)
+        yield Stack(sim=sim, sim_url=sim_url, settings=settings, http=http, port=port)
