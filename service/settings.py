@@ -144,7 +144,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "Let the download handler fetch from private or loopback addresses "
             "(needed for the local simulator).", _boolean),
     Setting("PIXHOOK_DOWNLOAD_MAX_BYTES", 8 * 1024**3,
-            "Largest video the download handler accepts, in bytes.", _positive_int),
+            "Largest video the download handler accepts, in bytes (0 = no limit).", _positive_int),
     Setting("PIXHOOK_SLACK_WEBHOOK_URL", "",
             "Slack incoming-webhook URL; empty turns the slack handler off.", secret=True),
     Setting("PIXHOOK_PUBLIC_URL", "",
