@@ -30,8 +30,10 @@ async def _snapshot(stack: Stack, job_id: str) -> tuple[Any, ...]:
 async def finished(stack: Stack):
     async with stack.service():
         created = await stack.submit()
-        job = await stack.wait_for(created["id"], "succeeded")
-        yield stack, job
+        await stack.wait_for(created["id"], "succeeded")
+        # Handlers (the download) update the job too; let them finish before snapshots.
+        await stack.wait_for_tasks(created["id"], "succeeded")
+        yield stack, await stack.job(created["id"])
 
 
 async def _post(stack: Stack, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
