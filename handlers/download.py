@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import email.utils
 import hashlib
 import ipaddress
 import os
@@ -60,6 +59,7 @@ from service.handler_api import (
     PermanentError,
     Retry,
     Transition,
+    retry_after_seconds,
     transition_result,
 )
 from service.settings import Settings
@@ -277,18 +277,10 @@ def _check_status(response: httpx.Response) -> None:
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), clamped to
-    [0, :data:`MAX_RETRY_AFTER_SECONDS`]; ``None`` if absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    """Seconds from a ``Retry-After`` header, at most :data:`MAX_RETRY_AFTER_SECONDS`; ``None``
+    if absent or unreadable."""
+    seconds = retry_after_seconds(value)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 def _expected_length(response: httpx.Response, limit: int) -> int | None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import hmac
 import json
@@ -55,6 +54,7 @@ from service.handler_api import (
     PermanentError,
     Retry,
     Transition,
+    retry_after_seconds,
     transition_result,
 )
 
@@ -151,23 +151,6 @@ def event_body(job: Job, transition: Transition) -> dict[str, Any]:
     }
     return {"type": f"job.{transition.to_state.value}",
             "timestamp": _iso(transition.received_at), "data": data}
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Seconds from a ``Retry-After`` header, in either form (seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means it said so
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 class ForwardHandler(BaseHandler):

@@ -48,6 +48,7 @@ from service.handler_api import (
     PermanentError,
     Retry,
     Transition,
+    retry_after_seconds,
     transition_result,
 )
 from service.media import MediaLinks
@@ -206,10 +207,8 @@ def _answer(response: httpx.Response, url: str) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_SECONDS
+    seconds = retry_after_seconds(response.headers.get("retry-after"))
+    return DEFAULT_RETRY_AFTER_SECONDS if seconds is None else seconds
 
 
 def video_link(job: Job, transition: Transition,

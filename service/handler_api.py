@@ -43,9 +43,12 @@ Exceptions::
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import json
 import logging
+import time
 from collections.abc import Awaitable, Mapping, Sequence
+from datetime import UTC
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
@@ -69,6 +72,7 @@ __all__ = [
     "Task",
     "Transition",
     "TransitionResult",
+    "retry_after_seconds",
     "transition_result",
 ]
 
@@ -202,3 +206,22 @@ def transition_result(transition: Transition) -> TransitionResult:
         has_audio=has_audio if isinstance(has_audio, bool) else None,
         raw=raw,
     )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, in either of its forms (delta seconds
+    or an HTTP date); ``None`` when it is absent or unreadable, never negative. Callers cap it
+    as suits them (``Retry(after=min(seconds, cap))``)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means it said so
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

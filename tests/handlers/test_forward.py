@@ -26,10 +26,9 @@ from handlers.forward import (
     DeliveryError,
     ForwardHandler,
     message_id,
-    retry_after_seconds,
     safe_url,
 )
-from service.handler_api import HandlerContext, PermanentError, Retry
+from service.handler_api import HandlerContext, PermanentError, Retry, retry_after_seconds
 from service.lifecycle import JobState
 from service.settings import Settings
 from tests.handlers.conftest import Harness

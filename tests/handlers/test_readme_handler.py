@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _readme_handler() -> type[Any]:
     text = README.read_text()
     section = text[text.index("### Writing a handler"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None, "the README lost its handler example"
     namespace: dict[str, Any] = {}
     exec(compile(code.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own docs
