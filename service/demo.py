@@ -1,48 +1,60 @@
-"""``pixhook demo``: the simulator and a client round trip, end to end, on loopback.
+"""``pixhook demo``: the whole pixhook service against the simulator, end to end, on loopback.
 
-It starts the PixVerse simulator and a webhook receiver on free ports, uploads an image,
-submits jobs of several kinds (one is meant to fail moderation), receives and verifies the
-signed webhooks, chains an extend and a sound effect onto the first video, downloads the
-results, and prints a summary. No job status is polled: the summary shows the simulator's
-own count of status calls.
+It starts the PixVerse simulator, a local Slack stand-in and pixhook itself (web, worker and
+handlers in one process, a fresh SQLite database in a temporary directory) on free loopback
+ports; uploads an image; submits jobs of several kinds through pixhook's own ``/api`` (a
+three-step chain, an image-to-video, one meant to fail moderation); shows each state change as
+it happens; and ends with a summary: jobs per state, files downloaded into ``./media``, Slack
+messages, status polls made (zero: webhooks only) and webhook-to-handler latency.
 
-Until pixhook's event service exists (issue 3) the receiver here is a minimal verifier.
+Everything it starts is stopped on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import secrets
+import statistics
 import struct
+import tempfile
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from service.pixverse import (
-    Extend,
-    ImageToVideo,
-    PixVerseClient,
-    SoundEffect,
-    TextToVideo,
-    SignatureError,
-    VideoStatus,
-    signature,
-)
-from service.serving import running_server
-from service.simulator import SimulatorConfig, create_app
+from service.app import create_app
+from service.pixverse import PixVerseClient
+from service.serving import free_port, running_server
+from service.settings import Settings
+from service.simulator import SimulatorConfig
+from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
+from service.slack_receiver import SlackReceiver
 
 #: Seconds each simulated job takes; short so the demo finishes quickly.
-DEMO_GENERATION_SECONDS = 1.0
-#: Give up waiting for a webhook after this many seconds.
-WEBHOOK_WAIT_SECONDS = 30.0
+DEMO_GENERATION_SECONDS: Final = 1.0
+#: Give up on the demo's jobs after this many seconds.
+DEMO_TIMEOUT_SECONDS: Final = 60.0
+TERMINAL: Final = frozenset({"succeeded", "failed", "moderation_failed", "rejected", "deleted"})
+SLACK_PATH: Final = "/services/T0DEMO/B0DEMO/demo"
+
+T2V: Final = {"model": "v6", "duration": 5, "quality": "540p", "aspect_ratio": "16:9"}
+#: The demo's jobs: (name, kind, params, follow-up steps, the final state expected).
+JOBS: Final[list[tuple[str, str, dict[str, Any], list[dict[str, Any]], str]]] = [
+    ("chain", "text_to_video",
+     {**T2V, "prompt": "a paper lantern drifts over a misty lake at dawn"},
+     [{"kind": "extend", "params": {"prompt": "the camera rises above the clouds",
+                                    "model": "v6", "duration": 5, "quality": "540p",
+                                    "seed": 7}},
+      {"kind": "sound_effect", "params": {"sound_effect_content": "wind and distant bells"}}],
+     "succeeded"),
+    ("moderated", "text_to_video", {**T2V, "prompt": "an nsfw scene"}, [],
+     "moderation_failed"),
+]
 
 
 def tiny_png(width: int = 64, height: int = 36) -> bytes:
@@ -61,139 +73,151 @@ def tiny_png(width: int = 64, height: int = 36) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-class WebhookInbox:
-    """Receives PixVerse webhooks, verifies them, and lets callers await a job's outcome."""
+@dataclasses.dataclass
+class DemoApi:
+    """pixhook's ``/api``, as any integration would call it."""
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._outcomes: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.received_at: dict[str, float] = {}
-        self.rejected = 0
-        self.app = Starlette(routes=[Route("/webhooks/pixverse", self._receive,
-                                           methods=["POST"])])
+    http: httpx.AsyncClient
+    base: str
+    token: str
 
-    async def _receive(self, request: Request) -> PlainTextResponse:
-        body = await request.body()
-        try:
-            event = signature.verify(body, request.headers, [self._secret])
-        except SignatureError:
-            self.rejected += 1
-            return PlainTextResponse("bad signature", status_code=401)
-        payload = event.payload
-        if VideoStatus(int(payload["status"])).is_terminal:
-            future = self._future(str(payload["id"]))
-            if not future.done():
-                self.received_at[str(payload["id"])] = time.monotonic()
-                future.set_result(payload)
-        return PlainTextResponse("ok")
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, f"{self.base}{path}", headers={
+            "Authorization": f"Bearer {self.token}"}, **kwargs)
+        response.raise_for_status()
+        return response.json()
 
-    def _future(self, video_id: str) -> asyncio.Future[dict[str, Any]]:
-        return self._outcomes.setdefault(video_id, asyncio.get_running_loop().create_future())
+    async def submit(self, kind: str, params: dict[str, Any],
+                     then: list[dict[str, Any]]) -> dict[str, Any]:
+        job: dict[str, Any] = await self.call("POST", "/api/jobs", json={
+            "kind": kind, "params": params, "then": then, "labels": {"source": "demo"}})
+        return job
 
-    async def outcome(self, video_id: int) -> dict[str, Any]:
-        return await asyncio.wait_for(self._future(str(video_id)), WEBHOOK_WAIT_SECONDS)
+    async def jobs(self) -> list[dict[str, Any]]:
+        page: dict[str, Any] = await self.call("GET", "/api/jobs", params={"limit": "200"})
+        return list(page["jobs"])
+
+    async def tasks(self) -> list[dict[str, Any]]:
+        page: dict[str, Any] = await self.call("GET", "/api/tasks")
+        return list(page["tasks"])
 
 
-async def run_demo(*, media_dir: str = "media",
-                   echo: Callable[[str], None] = print) -> int:
-    """Run the demo; return 0 when every job ended as expected."""
+async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = print) -> int:
+    """Run the demo; return 0 when every job ended as expected with no status polls."""
     started = time.monotonic()
-    config = SimulatorConfig(generation_seconds=DEMO_GENERATION_SECONDS)
-    account = config.accounts[DEFAULT_API_KEY]
-    inbox = WebhookInbox(account.webhook_secret)
-    async with running_server(inbox.app) as receiver_url, \
-            running_server(create_app(config)) as sim_url:
-        account.webhook_url = f"{receiver_url}/webhooks/pixverse"
-        echo(f"simulator  {sim_url}/openapi/v2")
-        echo(f"webhooks   {account.webhook_url}")
-        async with PixVerseClient(DEFAULT_API_KEY, base_url=f"{sim_url}/openapi/v2") as pixverse, \
-                httpx.AsyncClient(timeout=30) as http:
-            rows = await _run_jobs(pixverse, inbox, echo)
-            downloads = await _download(http, rows, Path(media_dir), echo)
-            stats = (await http.get(f"{sim_url}/_sim/stats")).json()
-            balance = await pixverse.balance()
-    status_calls = _status_calls(stats)
-    _summary(rows, downloads, status_calls, balance.total, time.monotonic() - started, echo)
-    expected = {"chain: text_to_video": 1, "chain: extend": 1, "chain: sound_effect": 1,
-                "image_to_video": 1, "text_to_video (moderated)": 7}
-    ok = all(rows[name]["status"] == status for name, status in expected.items())
-    return 0 if ok and status_calls == 0 else 1
+    simulator = SimulatorConfig(generation_seconds=DEMO_GENERATION_SECONDS)
+    account = simulator.accounts[DEFAULT_API_KEY]
+    slack = SlackReceiver(path=SLACK_PATH)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="pixhook-demo-") as workdir:
+        async with running_server(create_simulator(simulator)) as sim_url, \
+                running_server(slack.app) as slack_url:
+            settings = Settings(
+                database_url=f"sqlite:///{Path(workdir) / 'pixhook.db'}",
+                pixverse_base_url=f"{sim_url}/openapi/v2",
+                pixverse_api_key=DEFAULT_API_KEY,
+                pixverse_webhook_secret=account.webhook_secret,
+                api_token=secrets.token_urlsafe(24),
+                secret_key=secrets.token_urlsafe(32),
+                public_url=f"http://127.0.0.1:{port}",
+                media_dir=str(Path(media_dir).resolve()),
+                download_allow_private=True,  # the simulator serves its videos on loopback
+                slack_webhook_url=f"{slack_url}{SLACK_PATH}",
+                webhook_grace=30.0,
+            )
+            app = create_app(settings)
+            async with running_server(app, port=port) as pixhook_url, \
+                    httpx.AsyncClient(timeout=30) as http:
+                account.webhook_url = f"{pixhook_url}/webhooks/pixverse"
+                echo(f"{'simulator':<18} {sim_url}/openapi/v2")
+                echo(f"{'pixhook':<18} {pixhook_url}  (webhooks at /webhooks/pixverse)")
+                echo(f"{'slack':<18} {slack_url}{SLACK_PATH}  (a local stand-in)")
+                echo("")
+                api = DemoApi(http, pixhook_url, settings.api_token)
+                jobs = await _run_jobs(api, settings, echo)
+                tasks = await _settle(api)
+                stats = (await http.get(f"{sim_url}/_sim/stats")).json()
+                delays = list(app.state.services.runner.start_delays)
+    status_calls = int(stats["keys"].get(DEFAULT_API_KEY, {}).get("status_calls", 0))
+    downloads = [job["media_path"] for job in jobs if job.get("media_path")]
+    _summary(jobs, tasks, downloads, len(slack.received), status_calls, delays,
+             time.monotonic() - started, echo)
+    expected = {"succeeded": 4, "moderation_failed": 1}
+    by_state = _count(job["state"] for job in jobs)
+    ok = (by_state == expected and status_calls == 0 and len(downloads) == 4
+          and all(task["state"] == "succeeded" for task in tasks))
+    if not ok:
+        echo("the demo did not end as expected (see above)")
+    return 0 if ok else 1
 
 
-async def _run_jobs(pixverse: PixVerseClient, inbox: WebhookInbox,
-                    echo: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-
-    async def track(name: str, submit: Awaitable[Any]) -> dict[str, Any]:
-        t0 = time.monotonic()
-        submission = await submit
-        echo(f"submitted  {name:<28} video_id={submission.video_id}")
-        payload = await inbox.outcome(submission.video_id)
-        rows[name] = {"video_id": submission.video_id, "status": int(payload["status"]),
-                      "url": payload.get("url") or "", "seconds": time.monotonic() - t0}
-        echo(f"webhook    {name:<28} status={VideoStatus(rows[name]['status']).name.lower()}")
-        return payload
-
-    image = await pixverse.upload_image(tiny_png(), filename="frame.png")
-    echo(f"uploaded   frame.png{'':<19} img_id={image.img_id}")
-
-    async def chain() -> None:
-        first = await track("chain: text_to_video", pixverse.text_to_video(TextToVideo(
-            prompt="a paper lantern drifts over a misty lake at dawn", model="v6",
-            duration=5, quality="540p", aspect_ratio="16:9")))
-        parent = int(first["id"])
-        second = await track("chain: extend", pixverse.extend(Extend(
-            source_video_id=parent, prompt="the camera rises above the clouds", model="v6",
-            duration=5, quality="540p", seed=7)))
-        await track("chain: sound_effect", pixverse.sound_effect(SoundEffect(
-            source_video_id=int(second["id"]), sound_effect_content="wind and distant bells")))
-
-    await asyncio.gather(
-        chain(),
-        track("image_to_video", pixverse.image_to_video(ImageToVideo(
-            img_id=image.img_id, prompt="the gradient ripples like water", model="v5",
-            duration=5, quality="360p"))),
-        track("text_to_video (moderated)", pixverse.text_to_video(TextToVideo(
-            prompt="an nsfw scene", model="v5", duration=5, quality="360p",
-            aspect_ratio="1:1"))),
-    )
-    return rows
+async def _run_jobs(api: DemoApi, settings: Settings,
+                    echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Submit the demo's jobs and print every state change until all have finished."""
+    async with PixVerseClient(settings.pixverse_api_key,
+                              base_url=settings.pixverse_base_url) as pixverse:
+        image = await pixverse.upload_image(tiny_png(), filename="frame.png")
+    echo(f"{'uploaded':<18} frame.png -> img_id {image.img_id}")
+    specs = [*JOBS, ("image", "image_to_video",
+                     {"img_id": image.img_id, "prompt": "the gradient ripples like water",
+                      "model": "v5", "duration": 5, "quality": "360p"}, [], "succeeded")]
+    for name, kind, params, then, _ in specs:
+        job = await api.submit(kind, params, then)
+        steps = " -> ".join([kind, *(step["kind"] for step in then)])
+        echo(f"{'submitted':<18} {job['id']}  {steps}  ({name})")
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + DEMO_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        jobs = await api.jobs()
+        for job in sorted(jobs, key=lambda j: j["created_at"]):
+            if seen.get(job["id"]) != job["state"]:
+                seen[job["id"]] = job["state"]
+                echo(f"{job['state']:<18} {job['id']}  {job['kind']}")
+        # Done once five jobs (three chained, two alone) have finished.
+        if len(jobs) == 5 and all(job["state"] in TERMINAL for job in jobs):
+            return jobs
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the demo's jobs did not finish in {DEMO_TIMEOUT_SECONDS:.0f} s")
 
 
-async def _download(http: httpx.AsyncClient, rows: dict[str, dict[str, Any]], media: Path,
-                    echo: Callable[[str], None]) -> list[Path]:
-    media.mkdir(parents=True, exist_ok=True)
-    files = []
-    for row in rows.values():
-        if row["status"] != VideoStatus.SUCCEEDED or not row["url"]:
-            continue
-        target = media / f"{row['video_id']}.mp4"
-        partial = target.with_suffix(".part")
-        async with http.stream("GET", row["url"]) as response:
-            response.raise_for_status()
-            with partial.open("wb") as out:
-                async for chunk in response.aiter_bytes():
-                    out.write(chunk)
-        partial.replace(target)
-        files.append(target)
-        echo(f"downloaded {target} ({target.stat().st_size} bytes)")
-    return files
+async def _settle(api: DemoApi) -> list[dict[str, Any]]:
+    """Wait for every handler task to finish (downloads, Slack, follow-ups)."""
+    deadline = time.monotonic() + DEMO_TIMEOUT_SECONDS
+    while True:
+        tasks = await api.tasks()
+        if all(task["state"] in ("succeeded", "dead") for task in tasks):
+            return tasks
+        if time.monotonic() > deadline:
+            raise TimeoutError("handler tasks did not finish")
+        await asyncio.sleep(0.1)
 
 
-def _status_calls(stats: dict[str, Any]) -> int:
-    """Status polls the simulator counted for the demo's key."""
-    return int(stats["keys"].get(DEFAULT_API_KEY, {}).get("status_calls", 0))
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
-def _summary(rows: dict[str, dict[str, Any]], downloads: list[Path], status_calls: int,
-             credits_left: int, elapsed: float, echo: Callable[[str], None]) -> None:
+def _summary(jobs: list[dict[str, Any]], tasks: list[dict[str, Any]], downloads: list[str],
+             slack_messages: int, status_calls: int, delays: list[float], elapsed: float,
+             echo: Callable[[str], None]) -> None:
     echo("")
-    echo(f"{'job':<28} {'video_id':<20} {'state':<18} {'seconds':>7}")
-    for name, row in rows.items():
-        state = VideoStatus(row["status"]).name.lower()
-        echo(f"{name:<28} {row['video_id']:<20} {state:<18} {row['seconds']:>7.2f}")
+    echo(f"{'job':<31} {'kind':<15} {'state':<18} {'file'}")
+    for job in sorted(jobs, key=lambda j: j["created_at"]):
+        echo(f"{job['id']:<31} {job['kind']:<15} {job['state']:<18} "
+             f"{job.get('media_path') or '-'}")
     echo("")
+    states = ", ".join(f"{n} {s}" for s, n in sorted(_count(j["state"] for j in jobs).items()))
+    handler_runs = ", ".join(f"{n} {h}" for h, n in sorted(_count(t["handler"]
+                                                                   for t in tasks).items()))
+    echo(f"jobs               {len(jobs)}: {states}")
+    echo(f"handler tasks      {len(tasks)}: {handler_runs}")
     echo(f"files downloaded   {len(downloads)}")
+    echo(f"slack messages     {slack_messages}")
     echo(f"status polls made  {status_calls} (webhooks only)")
-    echo(f"credits left       {credits_left}")
+    if delays:
+        p50 = statistics.median(delays) * 1000
+        worst = max(delays) * 1000
+        echo(f"webhook->handler   p50 {p50:.1f} ms, max {worst:.1f} ms ({len(delays)} tasks)")
     echo(f"finished in        {elapsed:.1f} s")

@@ -1,0 +1,128 @@
+"""Wiring: build the parts one pixhook process shares, and run its background loops.
+
+A process plays one or both roles:
+
+* **web**: the webhook receiver, ``/api``, ``/media`` and the dashboard (:mod:`service.app`);
+* **worker**: the submitter, the reconciler and the handler task runner (the loops here).
+
+``pixhook serve`` (and ``uvicorn service.app:app``) runs both in one process, the embedded
+default; ``pixhook web`` and ``pixhook worker`` split them, as the Procfile does. Everything a
+role needs is built by :func:`build_services` either way, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Final
+
+import httpx
+
+from service import store as store_module
+from service.pixverse.client import PixVerseClient
+from service.receiver import WebhookReceiver
+from service.reconciler import Reconciler
+from service.registry import HandlerSet
+from service.settings import Settings
+from service.store import Store
+from service.submission import Submitter
+from service.worker import TaskRunner
+
+logger = logging.getLogger(__name__)
+
+# httpx logs every request's full URL at INFO; handler URLs can be secrets (a Slack webhook URL
+# is a credential, callback URLs may carry tokens), so its requests are never logged.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+#: Timeouts of the HTTP client handlers share (a handler may pass its own per request).
+HANDLER_HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclasses.dataclass
+class Services:
+    """What the routes and background loops of one process share."""
+
+    settings: Settings
+    store: Store
+    client: PixVerseClient
+    submitter: Submitter
+    reconciler: Reconciler
+    receiver: WebhookReceiver
+    handlers: HandlerSet
+    runner: TaskRunner
+    http: httpx.AsyncClient
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.client.aclose()
+        await self.store.close()
+
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """Run the submitter, the reconciler and the task runner until ``stop`` is set."""
+        loops = [asyncio.create_task(self.submitter.run(stop), name="submitter"),
+                 asyncio.create_task(self.reconciler.run(stop), name="reconciler"),
+                 asyncio.create_task(self.runner.run(stop), name="task-runner")]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            stop.set()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+
+def build_services(settings: Settings, *, store: Store | None = None,
+                   client: PixVerseClient | None = None,
+                   handlers: HandlerSet | None = None) -> Services:
+    """Build a process's parts; everything not passed is made from ``settings``. Nothing is
+    opened yet (see :meth:`Services.open`)."""
+    store = store or store_module.connect(settings.database_url)
+    client = client or PixVerseClient(settings.pixverse_api_key or "unset",
+                                      base_url=settings.pixverse_base_url)
+    handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
+    http = httpx.AsyncClient(timeout=HANDLER_HTTP_TIMEOUT, headers={"user-agent": "pixhook"})
+    submitter = Submitter(store, client, settings, tasks_for=handlers.plan)
+    return Services(
+        settings=settings, store=store, client=client, submitter=submitter,
+        reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan),
+        receiver=WebhookReceiver(store, settings, tasks_for=handlers.plan),
+        handlers=handlers, http=http,
+        runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(services: Services, *, worker: bool) -> AsyncIterator[Services]:
+    """Open the services and, for the worker role, run its loops until the block ends."""
+    stop = asyncio.Event()
+    await services.open()
+    loop = asyncio.create_task(services.run_worker(stop)) if worker else None
+    try:
+        yield services
+    finally:
+        stop.set()
+        if loop is not None:
+            await asyncio.gather(loop, return_exceptions=True)
+        await services.close()
+
+
+async def run_worker_process(settings: Settings) -> None:
+    """``pixhook worker``: the worker role alone, until SIGINT or SIGTERM."""
+    services = build_services(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await services.open()
+    logger.info("worker started: handlers %s", ", ".join(services.handlers.names) or "none",
+                extra={"action": "worker"})
+    try:
+        await services.run_worker(stop)
+    finally:
+        await services.close()
+        logger.info("worker stopped", extra={"action": "worker"})

@@ -1,0 +1,17 @@
+"""``pixhook demo`` (the README's first command) runs to its summary on the real service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.demo import run_demo
+
+
+async def test_the_demo_runs_to_its_summary(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert await run_demo(media_dir=str(tmp_path / "media"), echo=lines.append) == 0
+    output = "\n".join(lines)
+    assert "jobs               5: 1 moderation_failed, 4 succeeded" in output
+    assert "files downloaded   4" in output and "slack messages     5" in output
+    assert "status polls made  0 (webhooks only)" in output
+    assert len(list((tmp_path / "media").glob("*.mp4"))) == 4
