@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from service.api import JobsAPI, TasksAPI
+from service.dashboard import dashboard_middleware, dashboard_routes
+from service.health import HealthAPI
 from service.media import MediaLinks
 from service.pixverse.client import PixVerseClient
 from service.registry import HandlerSet
@@ -44,9 +44,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         async with running(services, worker=run_background):
             yield {}
 
-    async def healthz(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
     jobs_api = JobsAPI(services.store, services.submitter, settings)
     tasks_api = TasksAPI(services.store, settings)
     app = Starlette(
@@ -55,8 +52,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             *jobs_api.routes(),
             *tasks_api.routes(),
             *MediaLinks(settings, services.store).routes(),
-            Route("/healthz", healthz),
+            *HealthAPI(services.store, settings, metrics=services.metrics,
+                       runner=services.runner if run_background else None).routes(),
+            *dashboard_routes(services),
         ],
+        middleware=dashboard_middleware(settings),
         lifespan=lifespan,
     )
     app.state.services = services

@@ -1,18 +1,185 @@
-"""The ``pixhook`` command: a thin adapter over the Python API."""
+"""The ``pixhook`` command (also ``python -m service``): a thin adapter over the Python API.
+
+Process commands (``serve``, ``web``, ``worker``, ``sim``, ``demo``) run parts of pixhook;
+client commands (``submit``, ``status``, ``jobs``, ``events``, ``tasks``) talk to a running
+service's ``/api`` at ``PIXHOOK_URL`` with ``PIXHOOK_API_TOKEN``; ``reconcile``, ``balance``
+and ``config`` work from the local settings. Read commands take ``--json`` for scripts.
+Errors are one clear line on stderr and a non-zero exit: 1 for "the answer is no" (a job
+that failed, an unknown id), 2 for usage, connection and configuration problems.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
+import httpx
 
 from service import __version__
+from service.settings import Settings, SettingsError
+
+TERMINAL = frozenset({"succeeded", "failed", "moderation_failed", "rejected", "deleted"})
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.load()
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def _json_out(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(epoch: float) -> str:
+    seconds = max(0, int(time.time() - epoch))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain, aligned text table (what ``jobs``, ``tasks`` and ``config`` print)."""
+    cells = [[str(h) for h in headers], *[["-" if v is None else str(v) for v in row]
+                                         for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+             .rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+class ServiceClient:
+    """The service's ``/api``, with errors turned into CLI messages."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.api_token:
+            _fail("PIXHOOK_API_TOKEN is not set; the service refuses /api calls without it")
+        self.base = settings.url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base, timeout=30, headers={
+            "Authorization": f"Bearer {settings.api_token}"})
+        click.get_current_context().call_on_close(self._http.close)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            _fail(f"cannot reach pixhook at {self.base} ({type(exc).__name__}); is "
+                  "`pixhook serve` running, and is PIXHOOK_URL right?")
+        if response.status_code == 401:
+            _fail("the service refused the API token (PIXHOOK_API_TOKEN)")
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"error": response.text[:200]}
+            field = f" ({body['field']})" if body.get("field") else ""
+            _fail(f"{body.get('error', response.reason_phrase)}{field}",
+                  1 if response.status_code in (404, 409) else 2)
+        return response.json()
+
+
+# -- the group ----------------------------------------------------------------------------
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pixhook")
 def cli() -> None:
-    """pixhook: run PixVerse video generation with webhooks instead of polling."""
+    """pixhook: run PixVerse video generation with webhooks instead of polling.
+
+    Settings come from PIXHOOK_* / PIXVERSE_* variables or ./pixhook.toml; `pixhook config`
+    shows them all.
+    """
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def _port_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--port", default=lambda: int(os.environ.get("PORT", default)),
+                        show_default=f"$PORT or {default}", type=int,
+                        help="Port to listen on.")
+
+
+def _serve(run_background: bool, host: str, port: int) -> None:
+    import uvicorn
+
+    from service.app import create_app
+    from service.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings)
+    uvicorn.run(create_app(settings, run_background=run_background), host=host, port=port,
+                log_level=settings.log_level, access_log=False,
+                log_config=None)  # keep our format and secret masking for uvicorn's loggers
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@_port_option(8000)
+def serve(host: str, port: int) -> None:
+    """Run everything in one process: web (receiver, /api, dashboard) and worker.
+
+    The embedded default, on SQLite. Example:
+
+        PIXVERSE_API_KEY=... PIXVERSE_WEBHOOK_SECRET=... PIXHOOK_API_TOKEN=... pixhook serve
+    """
+    _serve(True, host, port)
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
+@_port_option(8000)
+def web(host: str, port: int) -> None:
+    """Run the web role only: webhook receiver, /api, /media, dashboard, metrics.
+
+    Pair it with `pixhook worker` processes (see the Procfile). Example:
+
+        PORT=8000 pixhook web
+    """
+    _serve(False, host, port)
+
+
+@cli.command()
+@click.option("--health-port", type=int, default=None,
+              help="Also serve /healthz, /readyz and /metrics on this port.")
+@click.option("--health-host", default="0.0.0.0", show_default=True,
+              help="Interface for --health-port.")
+def worker(health_port: int | None, health_host: str) -> None:
+    """Run the worker role only: submitter, reconciler and handler tasks.
+
+    Example:
+
+        pixhook worker --health-port 9100
+    """
+    from service.logs import configure_logging
+    from service.services import run_worker_process
+
+    settings = _settings()
+    configure_logging(settings)
+    asyncio.run(run_worker_process(settings, health_host=health_host,
+                                   health_port=health_port))
 
 
 @cli.command()
@@ -54,20 +221,300 @@ def sim(host: str, port: int, generation_seconds: float | None, webhook_url: str
 @click.option("--media-dir", default="media", show_default=True,
               help="Where downloaded videos are written.")
 def demo(media_dir: str) -> None:
-    """Run the demo: the simulator, a few jobs of different kinds, webhooks, downloads.
+    """Run the demo: simulator, pixhook and a Slack stand-in, a few jobs, a summary.
 
-    Starts everything on free loopback ports and cleans up after itself.
-
-    Example:
+    Starts everything on free loopback ports with a fresh database and cleans up after
+    itself. Example:
 
         pixhook demo --media-dir ./media
     """
-    import asyncio
-
     from service.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(media_dir=media_dir)))
 
 
-def main() -> None:
-    cli()
+# -- client commands ----------------------------------------------------------------------
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--param")
+    try:
+        value = json.loads(raw)  # numbers, booleans, lists; anything else stays a string
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def _parse_step(text: str) -> dict[str, Any]:
+    if text.lstrip().startswith("{"):
+        try:
+            step = json.loads(text)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--then") from exc
+        if not isinstance(step, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--then")
+        return step
+    return {"kind": text, "params": {}}
+
+
+def _upload_image(path: Path, settings: Settings) -> int:
+    from service.pixverse import PixVerseClient, PixVerseError
+
+    async def upload() -> int:
+        async with PixVerseClient(settings.pixverse_api_key,
+                                  base_url=settings.pixverse_base_url) as pixverse:
+            uploaded = await pixverse.upload_image(path)
+            return uploaded.img_id
+
+    if not settings.pixverse_api_key:
+        _fail("--image uploads straight to PixVerse: set PIXVERSE_API_KEY")
+    with click.progressbar(length=1, label=f"uploading {path.name}", file=sys.stderr) as bar:
+        try:
+            img_id = asyncio.run(upload())
+        except PixVerseError as exc:
+            _fail(f"uploading {path}: {exc}")
+        bar.update(1)
+    return img_id
+
+
+def _wait(client: ServiceClient, job_id: str, timeout: float) -> dict[str, Any]:
+    """Follow a job (through pixhook, never PixVerse) until it finishes; a bar per state."""
+    order = ["queued", "submitting", "generating", "done"]
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=len(order), label=f"job {job_id}", file=sys.stderr,
+                           item_show_func=lambda s: s) as bar:
+        step = 0
+        while True:
+            job: dict[str, Any] = client.call("GET", f"/api/jobs/{job_id}")
+            state = job["state"]
+            reached = len(order) if state in TERMINAL else order.index(state) + 1
+            if reached > step:
+                bar.update(reached - step, state)
+                step = reached
+            if state in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                _fail(f"job {job_id} is still {state} after {timeout:.0f} s", 1)
+            time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("kind")
+@click.option("--prompt", help="The prompt (params.prompt).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Upload this image to PixVerse first and pass its img_id.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A request parameter; VALUE is JSON if it parses (5, true, [1,2]).")
+@click.option("--then", "steps", multiple=True, metavar="STEP",
+              help='A follow-up step: a kind, or {"kind": ..., "params": {...}}. Repeatable.')
+@click.option("--callback-url", help="Forward this job's events here (signed).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label.")
+@click.option("--wait", is_flag=True, help="Follow the job until it finishes.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def submit(kind: str, prompt: str | None, image: Path | None, params: tuple[str, ...],
+           steps: tuple[str, ...], callback_url: str | None, labels: tuple[str, ...],
+           wait: bool, timeout: float, as_json: bool) -> None:
+    """Submit a job of KIND (text_to_video, image_to_video, extend, ...).
+
+    Exit status with --wait: 0 if it succeeded, 1 otherwise. Example:
+
+        pixhook submit text_to_video --prompt "a lantern over a lake" --param model=v6
+        --param duration=5 --param quality=540p --param aspect_ratio=16:9
+        --then '{"kind": "sound_effect", "params": {"sound_effect_content": "wind"}}' --wait
+    """
+    settings = _settings()
+    body_params: dict[str, Any] = dict(_parse_param(p) for p in params)
+    if prompt is not None:
+        body_params["prompt"] = prompt
+    client = ServiceClient(settings)
+    if image is not None:
+        body_params["img_id"] = _upload_image(image, settings)
+    body: dict[str, Any] = {"kind": kind, "params": body_params,
+                            "then": [_parse_step(s) for s in steps]}
+    if callback_url:
+        body["callback_url"] = callback_url
+    if labels:
+        body["labels"] = {k: str(v) for k, v in (_parse_param(label) for label in labels)}
+    job: dict[str, Any] = client.call("POST", "/api/jobs", json=body)
+    if not wait:
+        _json_out(job) if as_json else click.echo(job["id"])
+        return
+    finished = _wait(client, job["id"], timeout)
+    if as_json:
+        _json_out(finished)
+    else:
+        click.echo(f"{finished['id']} {finished['state']}"
+                   + (f": {finished['last_error']}" if finished.get("last_error") else ""))
+    sys.exit(0 if finished["state"] == "succeeded" else 1)
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+@cli.command()
+@click.argument("job_id")
+@_json_option
+def status(job_id: str, as_json: bool) -> None:
+    """Show one job. Example: pixhook status job_01H..."""
+    job: dict[str, Any] = ServiceClient(_settings()).call("GET", f"/api/jobs/{job_id}")
+    if as_json:
+        _json_out(job)
+        return
+    fields = [("id", job["id"]), ("kind", job["kind"]), ("state", job["state"]),
+              ("video id", job.get("video_id_str")), ("prompt", job["params"].get("prompt")),
+              ("created", _when(job["created_at"])), ("changed", _when(job["state_changed_at"])),
+              ("last error", job.get("last_error")), ("file", job.get("media_path")),
+              ("parent", job.get("parent_job_id")),
+              ("then", ", ".join(step["kind"] for step in job["then"]) or None)]
+    for name, value in fields:
+        if value is not None:
+            click.echo(f"{name:<11} {value}")
+    for task in job.get("tasks", []):
+        click.echo(f"{'task':<11} {task['handler']} {task['state']} "
+                   f"(attempt {task['attempts']})")
+
+
+@cli.command()
+@click.option("--state", help="Only jobs in this state.")
+@click.option("--kind", help="Only jobs of this kind.")
+@click.option("--limit", default=50, show_default=True, help="How many (newest first).")
+@_json_option
+def jobs(state: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first. Example: pixhook jobs --state failed"""
+    query = {k: v for k, v in {"state": state, "kind": kind, "limit": str(limit)}.items() if v}
+    page: dict[str, Any] = ServiceClient(_settings()).call("GET", "/api/jobs", params=query)
+    if as_json:
+        _json_out(page["jobs"])
+        return
+    if not page["jobs"]:
+        click.echo("no jobs")
+        return
+    click.echo(table([(j["id"], j["kind"], j["state"], _age(j["created_at"]),
+                       (j["params"].get("prompt") or "")[:40]) for j in page["jobs"]],
+                     ["id", "kind", "state", "age", "prompt"]))
+
+
+@cli.command()
+@click.argument("job_id")
+@_json_option
+def events(job_id: str, as_json: bool) -> None:
+    """Show a job's timeline: every message and what it did. Example: pixhook events job_01H..."""
+    job: dict[str, Any] = ServiceClient(_settings()).call("GET", f"/api/jobs/{job_id}")
+    if as_json:
+        _json_out(job["transitions"])
+        return
+    click.echo(table([(_when(t["received_at"]), t["source"], t["from_state"], t["to_state"],
+                       t["outcome"], t["reason"]) for t in job["transitions"]],
+                     ["received", "source", "from", "to", "outcome", "reason"]))
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--state", type=click.Choice(["pending", "running", "succeeded", "dead"]),
+              help="Only tasks in this state.")
+@click.option("--job", "job_id", help="Only this job's tasks.")
+@click.option("--handler", help="Only this handler's tasks.")
+@_json_option
+@click.pass_context
+def tasks(ctx: click.Context, state: str | None, job_id: str | None, handler: str | None,
+          as_json: bool) -> None:
+    """List handler tasks (dead ones included). Example: pixhook tasks --state dead"""
+    if ctx.invoked_subcommand is not None:
+        return
+    query = {k: v for k, v in {"state": state, "job_id": job_id, "handler": handler}.items()
+             if v}
+    page: dict[str, Any] = ServiceClient(_settings()).call("GET", "/api/tasks", params=query)
+    if as_json:
+        _json_out(page["tasks"])
+        return
+    if not page["tasks"]:
+        click.echo("no tasks")
+        return
+    click.echo(table([(t["id"], t["handler"], t["state"], t["attempts"], t["job_id"],
+                       (t["last_error"] or "")[:60]) for t in page["tasks"]],
+                     ["id", "handler", "state", "attempts", "job", "last error"]))
+
+
+@tasks.command("retry")
+@click.argument("task_id", type=int)
+def tasks_retry(task_id: int) -> None:
+    """Run a dead task again, with fresh attempts. Example: pixhook tasks retry 42"""
+    task: dict[str, Any] = ServiceClient(_settings()).call("POST", f"/api/tasks/{task_id}/retry")
+    click.echo(f"task {task['id']} ({task['handler']}) is {task['state']} again")
+
+
+# -- local commands -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True,
+              help="One pass, then exit (the worker runs passes continuously).")
+def reconcile(once: bool) -> None:
+    """Ask PixVerse about jobs whose webhook is overdue, once. Example: pixhook reconcile --once"""
+    from service.services import build_services
+
+    async def one_pass() -> int:
+        services = build_services(_settings())
+        await services.open()
+        try:
+            polled = await services.reconciler.run_once()
+        finally:
+            await services.close()
+        return polled
+
+    click.echo(f"polled {asyncio.run(one_pass())} overdue job(s)")
+
+
+@cli.command()
+@_json_option
+def balance(as_json: bool) -> None:
+    """Show the PixVerse account's credits. Example: pixhook balance"""
+    from service.pixverse import PixVerseClient, PixVerseError
+
+    settings = _settings()
+    if not settings.pixverse_api_key:
+        _fail("PIXVERSE_API_KEY is not set")
+
+    async def fetch() -> Any:
+        async with PixVerseClient(settings.pixverse_api_key,
+                                  base_url=settings.pixverse_base_url) as pixverse:
+            return await pixverse.balance()
+
+    try:
+        result = asyncio.run(fetch())
+    except PixVerseError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json_out({"monthly": result.credit_monthly, "package": result.credit_package,
+                   "total": result.total})
+    else:
+        click.echo(f"{result.total} credits ({result.credit_monthly} monthly, "
+                   f"{result.credit_package} package)")
+
+
+@cli.command()
+@_json_option
+def config(as_json: bool) -> None:
+    """Show every setting: its value (secrets masked), where it came from, and help.
+
+    Example: pixhook config
+    """
+    rows = _settings().describe()
+    if as_json:
+        _json_out(rows)
+        return
+    click.echo(table([(r["name"], _show(r["value"]), r["source"]) for r in rows],
+                     ["setting", "value", "from"]))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    cli(args=list(argv) if argv is not None else None)

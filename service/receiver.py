@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from service import lifecycle
+from service.metrics import Metrics
 from service.pixverse import signature
 from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
 from service.settings import Settings
@@ -46,17 +47,23 @@ class WebhookReceiver:
 
     def __init__(self, store: Store, settings: Settings, *,
                  tasks_for: TaskPlanner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._settings = settings
         self._tasks_for = tasks_for
         self._clock = clock
         #: Deliveries by outcome (ok, orphan, replayed, bad_signature, stale, malformed, ...).
         self.outcomes: collections.Counter[str] = collections.Counter()
+        #: Where outcomes, timings and transitions are also counted (``None``: nowhere).
+        self.metrics = metrics
 
     async def endpoint(self, request: Request) -> PlainTextResponse:
+        started = time.perf_counter()
         outcome, response = await self._handle(request)
         self.outcomes[outcome] += 1
+        if self.metrics is not None:
+            self.metrics.record_webhook(outcome, time.perf_counter() - started)
         if response.status_code != 200:
             logger.info("webhook refused: %s (%s)", outcome, bytes(response.body).decode(),
                         extra={"action": "webhook", "outcome": outcome})
@@ -107,6 +114,8 @@ class WebhookReceiver:
                            extra={"action": "webhook", "video_id": video_id})
             return "orphan", _answer(200, "ok")
         result = ingest.transition
+        if self.metrics is not None:
+            self.metrics.record_transition(result)
         logger.info("webhook %s for job %s: %s", proposed.value, result.job.id,
                     result.outcome.value,
                     extra={"action": "webhook", "job_id": result.job.id,

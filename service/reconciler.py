@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Final
 
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
+from service.metrics import Metrics
 from service.pixverse import errors
 from service.pixverse.client import PixVerseClient
 from service.settings import Settings
@@ -40,7 +41,8 @@ class Reconciler:
 
     def __init__(self, store: Store, client: PixVerseClient, settings: Settings, *,
                  tasks_for: TaskPlanner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._client = client
         self._settings = settings
@@ -48,6 +50,8 @@ class Reconciler:
         self._clock = clock
         #: Status calls made to PixVerse since start (a metric; zero while webhooks flow).
         self.status_calls = 0
+        #: Where polls and transitions are also counted (``None``: nowhere).
+        self.metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until ``stop``; a failed pass is logged and the loop goes on."""
@@ -87,6 +91,8 @@ class Reconciler:
 
     async def _poll(self, job: Job, video_id: int, now: float, grace: float) -> None:
         self.status_calls += 1
+        if self.metrics is not None:
+            self.metrics.record_status_poll()
         try:
             if job.kind in IMAGE_KINDS:
                 image = await self._client.image_result(video_id)
@@ -114,6 +120,8 @@ class Reconciler:
             job.id, state, source=TransitionSource.POLL, payload=payload,
             tasks_for=self._tasks_for,
         )
+        if self.metrics is not None:
+            self.metrics.record_transition(result)
         if result.applied:
             logger.info("poll moved job %s to %s", job.id, state.value,
                         extra={"action": "poll", "job_id": job.id})

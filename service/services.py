@@ -23,6 +23,7 @@ from typing import Final
 import httpx
 
 from service import store as store_module
+from service.metrics import Metrics
 from service.pixverse.client import PixVerseClient
 from service.receiver import WebhookReceiver
 from service.reconciler import Reconciler
@@ -55,6 +56,7 @@ class Services:
     handlers: HandlerSet
     runner: TaskRunner
     http: httpx.AsyncClient
+    metrics: Metrics
 
     async def open(self) -> None:
         await self.store.open()
@@ -78,7 +80,8 @@ class Services:
 
 def build_services(settings: Settings, *, store: Store | None = None,
                    client: PixVerseClient | None = None,
-                   handlers: HandlerSet | None = None) -> Services:
+                   handlers: HandlerSet | None = None,
+                   metrics: Metrics | None = None) -> Services:
     """Build a process's parts; everything not passed is made from ``settings``. Nothing is
     opened yet (see :meth:`Services.open`)."""
     store = store or store_module.connect(settings.database_url)
@@ -86,13 +89,16 @@ def build_services(settings: Settings, *, store: Store | None = None,
                                       base_url=settings.pixverse_base_url)
     handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
     http = httpx.AsyncClient(timeout=HANDLER_HTTP_TIMEOUT, headers={"user-agent": "pixhook"})
-    submitter = Submitter(store, client, settings, tasks_for=handlers.plan)
+    metrics = metrics or Metrics()
+    submitter = Submitter(store, client, settings, tasks_for=handlers.plan, metrics=metrics)
     return Services(
         settings=settings, store=store, client=client, submitter=submitter,
-        reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan),
-        receiver=WebhookReceiver(store, settings, tasks_for=handlers.plan),
-        handlers=handlers, http=http,
-        runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit),
+        reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan,
+                              metrics=metrics),
+        receiver=WebhookReceiver(store, settings, tasks_for=handlers.plan, metrics=metrics),
+        handlers=handlers, http=http, metrics=metrics,
+        runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit,
+                          metrics=metrics),
     )
 
 
@@ -111,8 +117,14 @@ async def running(services: Services, *, worker: bool) -> AsyncIterator[Services
         await services.close()
 
 
-async def run_worker_process(settings: Settings) -> None:
-    """``pixhook worker``: the worker role alone, until SIGINT or SIGTERM."""
+async def run_worker_process(settings: Settings, *, health_host: str = "0.0.0.0",
+                             health_port: int | None = None) -> None:
+    """``pixhook worker``: the worker role alone, until SIGINT or SIGTERM. With
+    ``health_port`` it also serves ``/healthz``, ``/readyz`` and ``/metrics`` (the handler-run
+    counters and latencies live in this process, so they are scraped here)."""
+    from service.health import HealthAPI
+    from service.serving import running_server
+
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,7 +134,14 @@ async def run_worker_process(settings: Settings) -> None:
     logger.info("worker started: handlers %s", ", ".join(services.handlers.names) or "none",
                 extra={"action": "worker"})
     try:
-        await services.run_worker(stop)
+        async with contextlib.AsyncExitStack() as stack:
+            if health_port is not None:
+                health = HealthAPI(services.store, settings, metrics=services.metrics,
+                                   runner=services.runner)
+                url = await stack.enter_async_context(
+                    running_server(health.app(), host=health_host, port=health_port))
+                logger.info("worker health and metrics on %s", url, extra={"action": "worker"})
+            await services.run_worker(stop)
     finally:
         await services.close()
         logger.info("worker stopped", extra={"action": "worker"})

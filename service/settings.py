@@ -83,6 +83,20 @@ def _poll_mode(text: str) -> str:
     return text
 
 
+def _log_level(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in ("debug", "info", "warning", "error", "critical"):
+        raise ValueError("must be debug, info, warning, error or critical")
+    return lowered
+
+
+def _log_format(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return lowered
+
+
 SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_DATABASE_URL", "sqlite:///pixhook.db",
             "Where jobs are stored: sqlite:///relative.db, sqlite:////abs/path.db "
@@ -116,6 +130,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "Seconds after submission when an unfinished job is marked failed.", _seconds),
     Setting("PIXHOOK_RECONCILE_INTERVAL", 5.0,
             "Seconds between reconciler passes.", _seconds),
+    Setting("PIXHOOK_URL", "http://127.0.0.1:8000",
+            "Where the pixhook CLI finds the service (its /api), for submit, status, jobs..."),
     # -- handlers and their task queue ------------------------------------------------------
     Setting("PIXHOOK_HANDLERS", ("download", "slack", "followup", "forward"),
             "Handlers to run, by entry-point name, comma-separated (empty: none). Per-handler "
@@ -158,6 +174,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_FORWARD_SECRET", "",
             "whsec_ secret the forward handler signs events to callback_url with "
             "(Standard Webhooks).", _forward_secret, secret=True),
+    # -- operations -------------------------------------------------------------------------
+    Setting("PIXHOOK_METRICS_TOKEN", "",
+            "Bearer token GET /metrics wants; empty leaves /metrics open (keep it on the "
+            "private network then).", secret=True),
+    Setting("PIXHOOK_LOG_LEVEL", "info",
+            "Least severe log level written: debug, info, warning, error or critical.",
+            _log_level),
+    Setting("PIXHOOK_LOG_FORMAT", "text",
+            "text: one readable line per event; json: one JSON object per line (with job_id, "
+            "task_id, action).", _log_format),
 )
 
 _BY_ATTR: Final = {s.attr: s for s in SETTINGS}
@@ -181,6 +207,7 @@ class Settings:
     webhook_grace: float = 300.0
     poll_deadline: float = 6 * 3600.0
     reconcile_interval: float = 5.0
+    url: str = "http://127.0.0.1:8000"
     handlers: tuple[str, ...] = ("download", "slack", "followup", "forward")
     task_max_attempts: int = 8
     task_backoff: float = 2.0
@@ -197,6 +224,9 @@ class Settings:
     secret_key: str = dataclasses.field(default="", repr=False)
     media_link_ttl: float = 7 * 86400.0
     forward_secret: str = dataclasses.field(default="", repr=False)
+    metrics_token: str = dataclasses.field(default="", repr=False)
+    log_level: str = "info"
+    log_format: str = "text"
     #: Per-handler configuration: ``{"slack": {"states": "succeeded,failed", ...}}``, from
     #: ``[handler.NAME]`` tables in pixhook.toml and ``PIXHOOK_HANDLER_NAME_OPTION`` variables.
     handler_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(

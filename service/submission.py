@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
+from service.metrics import Metrics
 from service.pixverse import errors
 from service.pixverse.client import PixVerseClient
 from service.pixverse.models import (
@@ -107,7 +108,8 @@ class Submitter:
 
     def __init__(self, store: Store, client: PixVerseClient, settings: Settings, *,
                  tasks_for: TaskPlanner | None = None, client_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._client = client
         self._settings = settings
@@ -121,6 +123,8 @@ class Submitter:
         self._claimed: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Where created jobs and transitions are counted (``None``: nowhere).
+        self.metrics = metrics
 
     async def submit(
         self,
@@ -150,6 +154,8 @@ class Submitter:
             if existing is None:
                 raise
             return existing
+        if self.metrics is not None:
+            self.metrics.record_job_created()
         logger.info("job %s (%s) queued", job.id, kind,
                     extra={"action": "submit", "job_id": job.id})
         self.wake()
@@ -259,12 +265,14 @@ class Submitter:
                 proposed = state_from_pixverse(status)
             except (ValueError, KeyError, TypeError):
                 continue
-            await self._store.apply_transition(
+            result = await self._store.apply_transition(
                 job.id, proposed, source=TransitionSource.WEBHOOK,
                 payload=delivery.body.decode("utf-8", "replace"),
                 received_at=delivery.received_at, tasks_for=self._tasks_for,
                 delivery_id=delivery.id,
             )
+            if self.metrics is not None:
+                self.metrics.record_transition(result)
             logger.info("job %s adopted orphan webhook %s (status %s)", job.id, delivery.id,
                         status, extra={"action": "submit", "job_id": job.id})
 
@@ -298,8 +306,11 @@ class Submitter:
 
     async def _transition(self, job: Job, state: JobState,
                           payload: Mapping[str, Any] | None) -> None:
-        await self._store.apply_transition(job.id, state, source=TransitionSource.SUBMIT,
-                                           payload=payload, tasks_for=self._tasks_for)
+        result = await self._store.apply_transition(job.id, state,
+                                                    source=TransitionSource.SUBMIT,
+                                                    payload=payload, tasks_for=self._tasks_for)
+        if self.metrics is not None:
+            self.metrics.record_transition(result)
 
 
 def _describe(exc: errors.PixVerseError) -> str:

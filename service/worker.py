@@ -38,6 +38,7 @@ from typing import Final
 import httpx
 
 from service.handler_api import HandlerContext, PermanentError, Retry, SubmitFunction
+from service.metrics import Metrics
 from service.registry import HandlerSet
 from service.settings import Settings
 from service.store import LeaseLostError, Store, Task, TaskState
@@ -82,7 +83,8 @@ class TaskRunner:
 
     def __init__(self, store: Store, handlers: HandlerSet, settings: Settings, *,
                  http: httpx.AsyncClient, submit: SubmitFunction,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._handlers = handlers
         self._settings = settings
@@ -98,6 +100,8 @@ class TaskRunner:
         self.start_delays: collections.deque[float] = collections.deque(maxlen=10_000)
         #: When the runner last looked for work (the readiness check reads it).
         self.heartbeat_at: float | None = None
+        #: Where runs and start delays are also counted (``None``: nowhere).
+        self.metrics = metrics
 
     @property
     def busy(self) -> int:
@@ -107,6 +111,9 @@ class TaskRunner:
         """Claim and run tasks until ``stop`` is set, then let runs under way finish."""
         concurrency = max(1, self._settings.task_concurrency)
         while not stop.is_set():
+            # Beat on every turn of the loop, not only when claiming: with every slot busy on
+            # long runs the loop only waits, and is still alive.
+            self.heartbeat_at = self._clock()
             free = concurrency - len(self._running)
             started = 0
             if free > 0:
@@ -154,6 +161,11 @@ class TaskRunner:
         self._running.discard(running)
         self._slot_freed.set()
 
+    def _count(self, handler: str, outcome: str) -> None:
+        self.runs[(handler, outcome)] += 1
+        if self.metrics is not None:
+            self.metrics.record_handler_run(handler, outcome)
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for runs under way; after ``timeout`` seconds cancel the rest (their tasks go
         back to the queue)."""
@@ -193,7 +205,7 @@ class TaskRunner:
                     task.id, attempt=task.attempts, run_after=self._clock()))
             raise
         except LeaseLostError:
-            self.runs[(task.handler, "lost")] += 1
+            self._count(task.handler, "lost")
             log.warning("task %s (%s, job %s): lease lost; another run owns it now",
                         task.id, task.handler, task.job_id)
         except Exception:
@@ -207,13 +219,13 @@ class TaskRunner:
             await self._store.fail_task(
                 task.id, attempt=task.attempts, started_at=started, retry_at=None,
                 error=f"handler {task.handler!r} is not enabled here (PIXHOOK_HANDLERS)")
-            self.runs[(task.handler, "dead")] += 1
+            self._count(task.handler, "dead")
             log.error("task %s: handler %r is not enabled; marked dead", task.id, task.handler)
             return
         if await self._waiting_on_others(task, getattr(subscription.handler, "after", ())):
             await self._store.release_task(task.id, attempt=task.attempts,
                                            run_after=self._clock() + DEFER_SECONDS)
-            self.runs[(task.handler, "deferred")] += 1
+            self._count(task.handler, "deferred")
             return
         job = await self._store.get_job(task.job_id)
         transition = await self._store.get_transition(task.transition_id)
@@ -223,6 +235,8 @@ class TaskRunner:
             return
         if task.attempts == 1:
             self.start_delays.append(started - task.created_at)
+            if self.metrics is not None:
+                self.metrics.record_handler_start(started - task.created_at)
         context = HandlerContext(http=self._http, store=self._store, settings=self._settings,
                                  logger=log, options=subscription.options, task=task,
                                  submit=self._submit)
@@ -244,7 +258,7 @@ class TaskRunner:
                                unexpected=True)
         else:
             await self._store.complete_task(task.id, attempt=task.attempts, started_at=started)
-            self.runs[(task.handler, "succeeded")] += 1
+            self._count(task.handler, "succeeded")
             log.info("task %s %s job %s attempt %d succeeded in %.3f s", task.id, task.handler,
                      task.job_id, task.attempts, self._clock() - started,
                      extra={"outcome": "succeeded", "duration": self._clock() - started})
@@ -261,7 +275,7 @@ class TaskRunner:
         await self._store.fail_task(task.id, attempt=task.attempts, started_at=started,
                                     error=error, retry_at=retry_at)
         outcome = "dead" if retry_at is None else "retry"
-        self.runs[(task.handler, outcome)] += 1
+        self._count(task.handler, outcome)
         duration = self._clock() - started
         then = "dead" if retry_in is None else f"retry in {retry_in:.1f} s"
         log.warning("task %s %s job %s attempt %d failed in %.3f s (%s): %s", task.id,

@@ -280,6 +280,11 @@ class Store(Protocol):
         (``None`` on the last page)."""
         ...
 
+    async def jobs_updated_since(self, since: float, *, limit: int = 100) -> list[Job]:
+        """Jobs whose ``updated_at`` is after ``since``, least recently updated first: what
+        changed since a watcher (the dashboard's live list) last looked."""
+        ...
+
     async def update_job(self, job_id: str, **fields: Unpack[JobUpdate]) -> Job:
         """Change submission bookkeeping; raises ``JobNotFoundError`` or, for a video id
         another job holds, ``ConstraintError``."""
@@ -299,6 +304,13 @@ class Store(Protocol):
 
     async def count_jobs(self, states: Sequence[JobState]) -> int:
         """How many jobs are in any of ``states`` (the in-flight limit counts with it)."""
+        ...
+
+    async def count_jobs_by_state(
+        self, states: Sequence[JobState] | None = None
+    ) -> dict[JobState, int]:
+        """How many jobs are in each state (of ``states``, default all); states without jobs
+        are left out. An index scan, for metrics and the dashboard."""
         ...
 
     # -- transitions -----------------------------------------------------------------------
@@ -441,6 +453,13 @@ class Store(Protocol):
     async def next_task_due(self) -> float | None:
         """When the next task becomes claimable (a pending task's ``run_after`` or a running
         task's ``lease_until``), or ``None`` if none is waiting."""
+        ...
+
+    async def count_tasks_by_state(
+        self, states: Sequence[TaskState] | None = None
+    ) -> dict[TaskState, int]:
+        """How many tasks are in each state (of ``states``, default all); states without
+        tasks are left out. The queue depth metric reads pending, running and dead."""
         ...
 
     async def wait_for_tasks(self, timeout: float) -> None:

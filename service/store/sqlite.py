@@ -503,6 +503,14 @@ class SQLiteStore:
         next_cursor = jobs[-1].id if len(rows) > limit else None
         return jobs, next_cursor
 
+    async def jobs_updated_since(self, since: float, *, limit: int = 100) -> list[Job]:
+        _check_limit(limit)
+        sql = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE updated_at > ? "
+               "ORDER BY updated_at, id LIMIT ?")
+        jobs: list[Job] = await self._read(
+            lambda db: [_job(row) for row in _dicts(db.execute(sql, [since, limit]))])
+        return jobs
+
     async def update_job(self, job_id: str, **fields: Unpack[JobUpdate]) -> Job:
         unknown = set(fields) - set(_UPDATABLE)
         if unknown:
@@ -535,6 +543,16 @@ class SQLiteStore:
             lambda db: db.execute(sql, [JobState(s).value for s in states]).fetchone()[0]
         )
         return count
+
+    async def count_jobs_by_state(
+        self, states: Sequence[JobState] | None = None
+    ) -> dict[JobState, int]:
+        values = [JobState(s).value for s in (JobState if states is None else states)]
+        sql = (f"SELECT state, count(*) FROM jobs WHERE state IN "
+               f"({', '.join('?' for _ in values)}) GROUP BY state")
+        rows: list[tuple[str, int]] = await self._read(
+            lambda db: db.execute(sql, values).fetchall())
+        return {JobState(state): count for state, count in rows}
 
     async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
         params = {"now": now, "limit": _check_limit(limit)}
@@ -887,6 +905,17 @@ class SQLiteStore:
         sql = f"SELECT {_TASK_RUN_COLUMNS} FROM task_runs WHERE task_id = ? ORDER BY id"
         rows: list[dict[str, Any]] = await self._read(lambda db: _dicts(db.execute(sql, [task_id])))
         return [_task_run(row) for row in rows]
+
+    async def count_tasks_by_state(
+        self, states: Sequence[TaskState] | None = None
+    ) -> dict[TaskState, int]:
+        values = [TaskState(s).value for s in (TaskState if states is None else states)]
+        # ``state IN (...)`` walks the tasks_state_id index; no table rows are read.
+        sql = (f"SELECT state, count(*) FROM tasks WHERE state IN "
+               f"({', '.join('?' for _ in values)}) GROUP BY state")
+        rows: list[tuple[str, int]] = await self._read(
+            lambda db: db.execute(sql, values).fetchall())
+        return {TaskState(state): count for state, count in rows}
 
     async def next_task_due(self) -> float | None:
         sql = (

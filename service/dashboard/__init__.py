@@ -1,0 +1,49 @@
+"""The operator dashboard, served by the web process at ``/``.
+
+* ``GET  /``                     jobs, newest first, live (``?state=`` filters, ``?cursor=`` pages)
+* ``GET  /jobs/{id}``            one job: timeline, handler tasks and runs, the video
+* ``POST /tasks/{id}/retry``     revive a dead task (form, CSRF token)
+* ``GET|POST /login``, ``POST /logout``   the API token for a signed session cookie
+* ``GET  /events``               server-sent events behind the live updates
+* ``/static/dashboard/...``      the stylesheet and the script (no build step)
+
+Wire it into an app with::
+
+    Starlette(routes=[..., *dashboard_routes(services)],
+              middleware=dashboard_middleware(settings))
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.dashboard.auth import dashboard_middleware
+from service.dashboard.events import LiveEvents
+from service.dashboard.present import CreditsBook
+from service.dashboard.templating import STATIC_DIR
+from service.dashboard.views import DashboardPages
+from service.services import Services
+
+__all__ = ["STATIC_PATH", "dashboard_middleware", "dashboard_routes"]
+
+#: Where the stylesheet and script are served from.
+STATIC_PATH = "/static/dashboard"
+
+
+def dashboard_routes(services: Services) -> list[BaseRoute]:
+    """The dashboard's routes, on the store and settings of ``services``."""
+    credits = CreditsBook(services.store)
+    pages = DashboardPages(services.settings, services.store, credits)
+    events = LiveEvents(services.settings, services.store, credits)
+    return [
+        Route("/", pages.jobs, methods=["GET"], name="dashboard:jobs"),
+        Route("/jobs/{job_id}", pages.job, methods=["GET"], name="dashboard:job"),
+        Route("/tasks/{task_id:int}/retry", pages.retry_task, methods=["POST"],
+              name="dashboard:retry"),
+        Route("/login", pages.login_form, methods=["GET"], name="dashboard:login_form"),
+        Route("/login", pages.login, methods=["POST"], name="dashboard:login"),
+        Route("/logout", pages.logout, methods=["POST"], name="dashboard:logout"),
+        Route("/events", events.endpoint, methods=["GET"], name="dashboard:events"),
+        Mount(STATIC_PATH, app=StaticFiles(directory=STATIC_DIR), name="dashboard:static"),
+    ]

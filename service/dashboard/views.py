@@ -1,0 +1,166 @@
+"""The dashboard's pages: the jobs list, one job, login and logout, and task retry.
+
+Every page needs a login (see :mod:`service.dashboard.auth`). A failing store gives a
+friendly 503 page, an unknown job a 404 page: never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Final
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from service.dashboard import auth, present
+from service.dashboard.events import job_signature
+from service.dashboard.templating import page
+from service.lifecycle import JobState
+from service.media import MediaLinks
+from service.settings import Settings
+from service.store import StorageError, Store, TaskNotFoundError, TaskState, TaskStateError
+
+logger = logging.getLogger(__name__)
+
+#: Jobs per page of the list.
+PAGE_SIZE: Final = 50
+_STATES: Final = frozenset(state.value for state in JobState)
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    return page(request, "error.html", {"title": title, "message": message, "status": status},
+                status_code=status)
+
+
+def _store_errors(endpoint: auth.Endpoint) -> auth.Endpoint:
+    """A store failure becomes a 503 page; it is logged, and never shown in detail."""
+    @functools.wraps(endpoint)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StorageError as exc:
+            logger.warning("dashboard: the store failed on %s: %s", request.url.path, exc,
+                           extra={"action": "dashboard_store_error"})
+            return _error_page(request, 503, "The job store is unavailable",
+                               "pixhook cannot read its database right now. The page will "
+                               "work again once the store is back; try again in a moment.")
+    return wrapped
+
+
+class DashboardPages:
+    """The page endpoints; :func:`service.dashboard.dashboard_routes` mounts them."""
+
+    def __init__(self, settings: Settings, store: Store, credits: present.CreditsBook) -> None:
+        self._settings = settings
+        self._store = store
+        self._credits = credits
+        self._links = MediaLinks(settings, store)
+        required = auth.login_required(settings)
+        self.jobs = required(_store_errors(self._jobs))
+        self.job = required(_store_errors(self._job))
+        self.retry_task = required(_store_errors(self._retry_task))
+
+    async def _jobs(self, request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state") or None
+        if state is not None and state not in _STATES:
+            return _error_page(request, 400, "Unknown state",
+                               f"There is no job state called “{state}”.")
+        cursor = query.get("cursor") or None
+        since = time.time()  # before reading: a change during the read is sent live
+        jobs, next_cursor = await self._store.list_jobs(
+            state=JobState(state) if state else None, limit=PAGE_SIZE, cursor=cursor)
+        rows = await self._credits.rows(jobs)
+        live = {"since": repr(since), **({"state": state} if state else {})}
+        return page(request, "jobs.html", {
+            "rows": rows, "state": state, "cursor": cursor, "first_page": cursor is None,
+            "page_size": PAGE_SIZE,
+            "next_url": ("/?" + urlencode({**({"state": state} if state else {}),
+                                           "cursor": next_cursor})) if next_cursor else None,
+            "live_url": "/events?" + urlencode(live),
+        })
+
+    async def _job(self, request: Request) -> Response:
+        job = await self._store.get_job(request.path_params["job_id"])
+        if job is None:
+            return _error_page(request, 404, "No such job",
+                               "No job has that id. It may be a typo, or a different "
+                               "database.")
+        signature = await job_signature(self._store, job.id)
+        transitions = await self._store.list_transitions(job.id)
+        tasks = await self._store.list_tasks(job_id=job.id)
+        runs = {task.id: await self._store.list_task_runs(task.id) for task in tasks}
+        download = next((task for task in tasks if task.handler == "download"), None)
+        return page(request, "job.html", {
+            "job": job, "state": job.state.value, "prompt": present.prompt_of(job),
+            "credits": present.credits_of(transitions),
+            "params": present.pretty_json(job.params),
+            "labels": job.labels, "callback_host": present.callback_host(job.callback_url),
+            "transitions": transitions, "pretty_payload": present.pretty_payload,
+            "tasks": tasks, "runs": runs, "dead": TaskState.DEAD,
+            "video_src": f"/media/{self._links.token(job.id)}" if job.media_path else None,
+            "download": download,
+            "live_url": "/events?" + urlencode({"job": job.id, "sig": signature}),
+        })
+
+    async def _retry_task(self, request: Request) -> Response:
+        form = await request.form()
+        if not auth.csrf_ok(request, form.get("csrf")):
+            return _error_page(request, 403, "This form has expired",
+                               "Go back, reload the page and press the button again.")
+        task_id = request.path_params["task_id"]
+        try:
+            task = await self._store.retry_task(task_id)
+        except TaskNotFoundError:
+            return _error_page(request, 404, "No such task", "No task has that id.")
+        except TaskStateError:
+            current = await self._store.get_task(task_id)
+            if current is None:
+                return _error_page(request, 404, "No such task", "No task has that id.")
+            auth.flash(request, f"Task {task_id} is {current.state.value}, not dead: "
+                                "there is nothing to retry.")
+            return RedirectResponse(f"/jobs/{current.job_id}", status_code=303)
+        logger.info("dashboard: task %s retried", task.id,
+                    extra={"action": "dashboard_retry", "task_id": task.id})
+        auth.flash(request, f"Task {task.id} ({task.handler}) will run again now.")
+        return RedirectResponse(f"/jobs/{task.job_id}#tasks", status_code=303)
+
+    # -- login -----------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        target = auth.safe_next(request.query_params.get("next"))
+        if auth.logged_in(request, self._settings):
+            return RedirectResponse(target, status_code=303)
+        return self._login_page(request, target)
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        target = auth.safe_next(str(form.get("next") or "/"))
+        if not self._settings.api_token:
+            return self._login_page(request, target, status_code=503)
+        if not auth.csrf_ok(request, form.get("csrf")):
+            return self._login_page(request, target, status_code=403,
+                                    error="The form expired (or cookies are off). Try again.")
+        token = form.get("token")
+        if not isinstance(token, str) or not auth.token_matches(self._settings, token):
+            logger.info("dashboard: a login failed", extra={"action": "dashboard_login"})
+            return self._login_page(request, target, status_code=401,
+                                    error="That is not the API token.")
+        auth.log_in(request, self._settings)
+        logger.info("dashboard: logged in", extra={"action": "dashboard_login"})
+        return RedirectResponse(target, status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if auth.csrf_ok(request, form.get("csrf")):
+            auth.log_out(request)
+        return RedirectResponse("/login", status_code=303)
+
+    def _login_page(self, request: Request, target: str, *, status_code: int = 200,
+                    error: str | None = None) -> Response:
+        return page(request, "login.html", {
+            "next": target, "error": error, "configured": bool(self._settings.api_token),
+        }, status_code=status_code, logged_in=False)
