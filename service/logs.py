@@ -42,7 +42,9 @@ MIN_SECRET_PATH_CHARS: Final = 16
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _RECORD_FIELDS: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime",
-                                                                "taskName"}
+                                                                "taskName",
+                                                                # uvicorn's ANSI-coloured copy
+                                                                "color_message"}
 
 
 def secrets_of(settings: Settings) -> dict[str, str]:
