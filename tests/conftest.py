@@ -9,6 +9,10 @@ import pytest
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without pixhook or PixVerse settings from the caller's shell."""
     for name in list(os.environ):
+        # PIXHOOK_TEST_* and PIXHOOK_REQUIRE_* configure the test run itself (which database
+        # server to test against), not pixhook.
+        if name.startswith(("PIXHOOK_TEST_", "PIXHOOK_REQUIRE_")):
+            continue
         if name.startswith(("PIXHOOK_", "PIXVERSE_")):
             monkeypatch.delenv(name)
 
