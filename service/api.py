@@ -197,8 +197,9 @@ class TasksAPI:
     def routes(self) -> list[Route]:
         return [
             Route("/api/tasks", self._guard(self.list_tasks), methods=["GET"]),
-            Route("/api/tasks/{task_id:int}", self._guard(self.get_task), methods=["GET"]),
-            Route("/api/tasks/{task_id:int}/retry", self._guard(self.retry_task),
+            # Plain {task_id} (not :int) so a malformed id gets this API's JSON 404.
+            Route("/api/tasks/{task_id}", self._guard(self.get_task), methods=["GET"]),
+            Route("/api/tasks/{task_id}/retry", self._guard(self.retry_task),
                   methods=["POST"]),
         ]
 
@@ -216,17 +217,30 @@ class TasksAPI:
         return JSONResponse({"tasks": [task_json(t) for t in tasks]})
 
     async def get_task(self, request: Request) -> JSONResponse:
-        task = await self._store.get_task(request.path_params["task_id"])
+        task_id = _task_id(request)
+        task = None if task_id is None else await self._store.get_task(task_id)
         if task is None:
             return error(404, "no such task")
         runs = await self._store.list_task_runs(task.id)
         return JSONResponse({**task_json(task), "runs": [task_run_json(r) for r in runs]})
 
     async def retry_task(self, request: Request) -> JSONResponse:
+        task_id = _task_id(request)
+        if task_id is None:
+            return error(404, "no such task")
         try:
-            task = await self._store.retry_task(request.path_params["task_id"])
+            task = await self._store.retry_task(task_id)
         except TaskNotFoundError:
             return error(404, "no such task")
         except TaskStateError as exc:
             return error(409, str(exc))
         return JSONResponse(task_json(task))
+
+
+def _task_id(request: Request) -> int | None:
+    """The path's task id, or ``None`` when it is not a 64-bit integer (no such task)."""
+    try:
+        value = int(request.path_params["task_id"])
+    except ValueError:
+        return None
+    return value if -(2**63) <= value < 2**63 else None

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from service.api import JobsAPI, TasksAPI
 from service.dashboard import dashboard_middleware, dashboard_routes
 from service.health import HealthAPI
+from service.openapi import routes as openapi_routes
 from service.media import MediaLinks
 from service.pixverse.client import PixVerseClient
 from service.registry import HandlerSet
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             Route(WEBHOOK_PATH, services.receiver.endpoint, methods=["POST"]),
             *jobs_api.routes(),
             *tasks_api.routes(),
+            *openapi_routes(),
             *MediaLinks(settings, services.store).routes(),
             *HealthAPI(services.store, settings, metrics=services.metrics,
                        runner=services.runner if run_background else None).routes(),
