@@ -85,12 +85,15 @@ def build_services(settings: Settings, *, store: Store | None = None,
     """Build a process's parts; everything not passed is made from ``settings``. Nothing is
     opened yet (see :meth:`Services.open`)."""
     store = store or store_module.connect(settings.database_url)
-    client = client or PixVerseClient(settings.pixverse_api_key or "unset",
-                                      base_url=settings.pixverse_base_url)
+    client = client or PixVerseClient(
+        settings.pixverse_api_key or "unset", base_url=settings.pixverse_base_url,
+        timeout=httpx.Timeout(settings.pixverse_timeout,
+                              connect=min(5.0, settings.pixverse_timeout)))
     handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
     http = httpx.AsyncClient(timeout=HANDLER_HTTP_TIMEOUT, headers={"user-agent": "pixhook"})
     metrics = metrics or Metrics()
-    submitter = Submitter(store, client, settings, tasks_for=handlers.plan, metrics=metrics)
+    submitter = Submitter(store, client, settings, tasks_for=handlers.plan, metrics=metrics,
+                          client_timeout=settings.pixverse_timeout)
     return Services(
         settings=settings, store=store, client=client, submitter=submitter,
         reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan,

@@ -105,6 +105,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "PixVerse API base URL; the simulator's is http://HOST:PORT/openapi/v2."),
     Setting("PIXVERSE_API_KEY", "", "PixVerse API key (sent as the API-KEY header).",
             secret=True),
+    Setting("PIXVERSE_TIMEOUT", 30.0,
+            "Seconds one PixVerse API call may take; a submission caught by a crash is retried "
+            "after twice this.", _seconds),
     Setting("PIXVERSE_WEBHOOK_SECRET", "",
             "Secret Key PixVerse signs webhooks with; required to accept webhooks.", secret=True),
     Setting("PIXVERSE_WEBHOOK_SECRET_PREVIOUS", "",
@@ -196,6 +199,7 @@ class Settings:
     database_url: str = "sqlite:///pixhook.db"
     pixverse_base_url: str = "https://app-api.pixverse.ai/openapi/v2"
     pixverse_api_key: str = dataclasses.field(default="", repr=False)
+    pixverse_timeout: float = 30.0
     pixverse_webhook_secret: str = dataclasses.field(default="", repr=False)
     pixverse_webhook_secret_previous: str = dataclasses.field(default="", repr=False)
     webhook_tolerance: float = 300.0

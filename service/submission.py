@@ -45,8 +45,10 @@ SUBMIT_INTERVAL_SECONDS: Final = 1.0
 #: First retry delay after an ambiguous failure, doubled per attempt up to the cap.
 RETRY_BASE_SECONDS: Final = 1.0
 RETRY_CAP_SECONDS: Final = 60.0
-#: Added to the client's timeout to make an attempt's lease.
-LEASE_MARGIN_SECONDS: Final = 30.0
+#: An attempt's lease is this many times the client's timeout: the call cannot outlive its
+#: timeout, and the rest is margin for the bookkeeping around it. After a crash, a job caught
+#: mid-submission waits out the lease before it is retried (with the same trace id).
+LEASE_TIMEOUTS: Final = 2.0
 #: Attempts sent to PixVerse at once.
 MAX_CONCURRENT_ATTEMPTS: Final = 16
 
@@ -114,7 +116,7 @@ class Submitter:
         self._client = client
         self._settings = settings
         self._tasks_for = tasks_for
-        self._lease = client_timeout + LEASE_MARGIN_SECONDS
+        self._lease = client_timeout * LEASE_TIMEOUTS
         self._clock = clock
         self._wake = asyncio.Event()
         self._attempting: set[str] = set()

@@ -64,9 +64,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
                                                   processes: list[subprocess.Popen[bytes]]
                                                   ) -> None:
     sim = SimulatorConfig(generation_seconds=0.6, time_compression=0.02)
-    # Room for every job at once: the kill should land among webhooks, not submissions (a job
-    # caught mid-submission waits out its attempt's lease, about a minute, before a retry).
-    sim.accounts[DEFAULT_API_KEY].concurrency_limit = JOBS
+    sim.accounts[DEFAULT_API_KEY].concurrency_limit = JOBS  # no 500044 waits
     port = free_port()
     db = tmp_path / "pixhook.db"
     async with running_server(create_simulator(sim)) as sim_url, \
@@ -83,6 +81,8 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
                "PIXHOOK_WEBHOOK_GRACE": "5", "PIXHOOK_RECONCILE_INTERVAL": "0.5",
                # A killed run's tasks wait out their lease before another run takes them.
                "PIXHOOK_TASK_LEASE": "2",
+               # ...and a job caught mid-submission waits out its lease (twice this).
+               "PIXVERSE_TIMEOUT": "1",
                "PIXHOOK_CONFIG": str(tmp_path / "none.toml")}
 
         async def ready() -> bool:
