@@ -6,11 +6,14 @@ handler task queue.
 ...     job = await store.create_job(kind="text_to_video", params={"prompt": "a cat"})
 
 Backends implement :class:`Store` (``service.store.base``). SQLite (``service.store.sqlite``) is
-the embedded default; PostgreSQL is planned behind the same interface.
+the embedded default; PostgreSQL (``service.store.postgres``, for several machines) sits behind
+the same interface and is an optional extra (``pip install 'pixhook[postgres]'``), imported
+only when a ``postgresql://`` URL asks for it.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Final
 
 from service.store.base import (
@@ -31,10 +34,10 @@ from service.store.base import (
 from service.store.errors import (
     ConstraintError,
     JobNotFoundError,
+    LeaseLostError,
     SchemaError,
     StorageError,
     StoreClosedError,
-    LeaseLostError,
     TaskNotFoundError,
     TaskStateError,
     UnsupportedDatabaseError,
@@ -49,25 +52,26 @@ __all__ = [
     "Job",
     "JobNotFoundError",
     "JobUpdate",
+    "LeaseLostError",
     "SQLiteStore",
     "SchemaError",
     "StorageError",
     "Store",
     "StoreClosedError",
-    "LeaseLostError",
     "Task",
     "TaskNotFoundError",
+    "TaskPlanner",
     "TaskRun",
     "TaskRunOutcome",
-    "TaskStateError",
-    "TaskPlanner",
     "TaskState",
+    "TaskStateError",
     "Transition",
     "TransitionResult",
     "UnsupportedDatabaseError",
     "WebhookDelivery",
     "WebhookIngest",
     "connect",
+    "is_postgres_url",
     "sqlite_path_from_url",
 ]
 
@@ -76,6 +80,9 @@ DATABASE_URL_ENV: Final = "PIXHOOK_DATABASE_URL"
 DEFAULT_DATABASE_URL: Final = "sqlite:///pixhook.db"
 
 _POSTGRES_SCHEMES: Final = ("postgres", "postgresql", "postgresql+psycopg", "postgresql+asyncpg")
+#: pixhook's own options in a PostgreSQL URL's query (the rest goes to libpq as is).
+_POOL_OPTIONS: Final = ("pool_min_size", "pool_max_size")
+POSTGRES_INSTALL_HINT: Final = "PostgreSQL needs an extra: pip install 'pixhook[postgres]'"
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -95,7 +102,7 @@ def sqlite_path_from_url(url: str) -> str:
     scheme = scheme.lower()
     if scheme in _POSTGRES_SCHEMES:
         raise UnsupportedDatabaseError(
-            url, "PostgreSQL is not yet supported; use a sqlite:/// URL or a file path"
+            url, "a PostgreSQL URL names no SQLite file; open it with connect()"
         )
     if scheme != "sqlite":
         raise UnsupportedDatabaseError(url, f"unknown scheme {scheme!r}; use sqlite:///PATH")
@@ -107,9 +114,52 @@ def sqlite_path_from_url(url: str) -> str:
     return rest[1:]
 
 
+def is_postgres_url(url: str) -> bool:
+    """Whether a database URL names a PostgreSQL server."""
+    scheme, separator, _ = url.partition("://")
+    return bool(separator) and scheme.lower() in _POSTGRES_SCHEMES
+
+
 def connect(url: str = DEFAULT_DATABASE_URL) -> Store:
     """A store for a database URL, not yet opened (``await store.open()`` or ``async with``).
 
-    :raises UnsupportedDatabaseError: see :func:`sqlite_path_from_url`.
+    ``sqlite:///PATH`` (or a bare path) opens :class:`SQLiteStore`; ``postgresql://`` and
+    ``postgres://`` open :class:`~service.store.postgres.PostgresStore`. A PostgreSQL URL is
+    a libpq URL (``postgresql://user:password@host:5432/db?sslmode=require``) and may also
+    size the pool: ``pool_min_size`` (default 1) and ``pool_max_size`` (default 10).
+
+    :raises UnsupportedDatabaseError: see :func:`sqlite_path_from_url`; also for a PostgreSQL
+        URL when psycopg is not installed, or with a bad pool size.
     """
+    if is_postgres_url(url):
+        return _connect_postgres(url)
     return SQLiteStore(sqlite_path_from_url(url))
+
+
+def _connect_postgres(url: str) -> Store:
+    try:
+        from service.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise UnsupportedDatabaseError(url, POSTGRES_INSTALL_HINT) from exc
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    sizes: dict[str, int] = {}
+    for name, value in query:
+        if name in _POOL_OPTIONS:
+            try:
+                sizes[name] = int(value)
+            except ValueError:
+                raise UnsupportedDatabaseError(url, f"{name} must be a number") from None
+    # libpq knows postgresql:// and postgres:// only, and rejects options it does not know.
+    conninfo = urllib.parse.urlunsplit(parts._replace(
+        scheme="postgresql",
+        # quote, not quote_plus: libpq decodes %20 but takes "+" literally.
+        query=urllib.parse.urlencode([(k, v) for k, v in query if k not in _POOL_OPTIONS],
+                                     quote_via=urllib.parse.quote),
+    ))
+    min_size = sizes.get("pool_min_size", 1)
+    max_size = sizes.get("pool_max_size", max(10, min_size))
+    if not 1 <= min_size <= max_size:
+        raise UnsupportedDatabaseError(
+            url, f"need 1 <= pool_min_size <= pool_max_size, not {min_size}, {max_size}")
+    return PostgresStore(conninfo, min_size=min_size, max_size=max_size)

@@ -1,7 +1,7 @@
 """What the store raises. All of it derives from :class:`StorageError`::
 
     ServiceError                      (service.exceptions)
-    └── StorageError                  a database operation failed (sqlite3.Error is chained)
+    └── StorageError                  a database operation failed (the driver's error is chained)
         ├── ConstraintError           a write broke a UNIQUE or FOREIGN KEY constraint
         ├── JobNotFoundError          no job has that id (also a LookupError)
         ├── TaskNotFoundError         no task has that id (also a LookupError)

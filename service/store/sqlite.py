@@ -11,29 +11,28 @@ transactions before a checkpoint, but never corrupts the file. Losing the newest
 power cut is tolerable here: PixVerse re-sends webhooks and the reconciler re-polls.
 
 All SQL lives in this module; the rules it follows come from :mod:`service.lifecycle` and
-:mod:`service.store.planning`, which a PostgreSQL store would reuse.
+:mod:`service.store.planning`, and rows become records in :mod:`service.store.records`, all
+shared with the PostgreSQL store (:mod:`service.store.postgres`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, Unpack
 
 from sqlite_utils import Database
 
-from service.lifecycle import JobState, Outcome, TransitionSource, decide
-from service.store import migrations, planning
+from service.lifecycle import JobState, Outcome, TransitionSource
+from service.store import migrations, planning, records
 from service.store.base import (
     DeliveryOutcome,
     Job,
@@ -67,25 +66,13 @@ DEFAULT_BUSY_TIMEOUT_SECONDS: Final = 5.0
 DEFAULT_READERS: Final = 4
 #: Oldest SQLite with STRICT tables (3.37) and RETURNING (3.35).
 MIN_SQLITE_VERSION: Final = (3, 37, 0)
-MAX_PAGE_SIZE: Final = 1000
+MAX_PAGE_SIZE: Final = records.MAX_PAGE_SIZE
 
-_JOB_COLUMNS: Final = (
-    "id, kind, state, params, trace_id, video_id, labels, callback_url, then_steps, "
-    "parent_job_id, attempts, last_error, next_attempt_at, next_poll_at, created_at, "
-    "updated_at, state_changed_at, last_event_at, media_path, media_sha256, media_size"
-)
-_TRANSITION_COLUMNS: Final = (
-    "id, job_id, from_state, to_state, outcome, source, reason, payload, delivery_id, "
-    "received_at, recorded_at"
-)
-_TASK_COLUMNS: Final = (
-    "id, job_id, transition_id, handler, idempotency_key, state, attempts, run_after, "
-    "lease_until, last_error, created_at, updated_at"
-)
-_TASK_RUN_COLUMNS: Final = "id, task_id, attempt, outcome, error, started_at, finished_at"
-_DELIVERY_COLUMNS: Final = (
-    "id, received_at, outcome, video_id, job_id, nonce, timestamp, headers, body, error"
-)
+_JOB_COLUMNS: Final = records.JOB_COLUMNS
+_TRANSITION_COLUMNS: Final = records.TRANSITION_COLUMNS
+_TASK_COLUMNS: Final = records.TASK_COLUMNS
+_TASK_RUN_COLUMNS: Final = records.TASK_RUN_COLUMNS
+_DELIVERY_COLUMNS: Final = records.DELIVERY_COLUMNS
 
 INSERT_JOB_SQL: Final = """
 INSERT INTO jobs (id, kind, state, params, trace_id, labels, callback_url, then_steps,
@@ -183,22 +170,14 @@ INSERT INTO task_runs (task_id, attempt, outcome, error, started_at, finished_at
 VALUES (:id, :run_attempt, :outcome, :error, :started_at, :now)
 """
 
-#: Fields :meth:`SQLiteStore.update_job` may set, mapped to their columns (no user text ever
-#: reaches the SQL).
-_UPDATABLE: Final = {
-    "video_id": "video_id",
-    "attempts": "attempts",
-    "last_error": "last_error",
-    "next_attempt_at": "next_attempt_at",
-    "next_poll_at": "next_poll_at",
-    "media_path": "media_path",
-    "media_sha256": "media_sha256",
-    "media_size": "media_size",
-}
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_UPDATABLE: Final = records.UPDATABLE_JOB_FIELDS
+_dumps = records.dumps
+_check_limit = records.check_limit
+_job = records.job
+_transition = records.transition
+_task = records.task
+_task_run = records.task_run
+_delivery = records.delivery
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -206,101 +185,9 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _job(row: Mapping[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        kind=row["kind"],
-        state=JobState(row["state"]),
-        params=json.loads(row["params"]),
-        trace_id=row["trace_id"],
-        video_id=row["video_id"],
-        labels=json.loads(row["labels"]),
-        callback_url=row["callback_url"],
-        then=json.loads(row["then_steps"]),
-        parent_job_id=row["parent_job_id"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        next_attempt_at=row["next_attempt_at"],
-        next_poll_at=row["next_poll_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        state_changed_at=row["state_changed_at"],
-        last_event_at=row["last_event_at"],
-        media_path=row["media_path"],
-        media_sha256=row["media_sha256"],
-        media_size=row["media_size"],
-    )
-
-
-def _transition(row: Mapping[str, Any]) -> Transition:
-    return Transition(
-        id=row["id"],
-        job_id=row["job_id"],
-        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
-        to_state=JobState(row["to_state"]),
-        outcome=Outcome(row["outcome"]),
-        source=TransitionSource(row["source"]),
-        reason=row["reason"],
-        payload=row["payload"],
-        delivery_id=row["delivery_id"],
-        received_at=row["received_at"],
-        recorded_at=row["recorded_at"],
-    )
-
-
-def _task(row: Mapping[str, Any]) -> Task:
-    return Task(
-        id=row["id"],
-        job_id=row["job_id"],
-        transition_id=row["transition_id"],
-        handler=row["handler"],
-        idempotency_key=row["idempotency_key"],
-        state=TaskState(row["state"]),
-        attempts=row["attempts"],
-        run_after=row["run_after"],
-        lease_until=row["lease_until"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _task_run(row: Mapping[str, Any]) -> TaskRun:
-    return TaskRun(
-        id=row["id"],
-        task_id=row["task_id"],
-        attempt=row["attempt"],
-        outcome=TaskRunOutcome(row["outcome"]),
-        error=row["error"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _delivery(row: Mapping[str, Any]) -> WebhookDelivery:
-    return WebhookDelivery(
-        id=row["id"],
-        received_at=row["received_at"],
-        outcome=DeliveryOutcome(row["outcome"]),
-        video_id=row["video_id"],
-        job_id=row["job_id"],
-        nonce=row["nonce"],
-        timestamp=row["timestamp"],
-        headers=json.loads(row["headers"]),
-        body=row["body"],
-        error=row["error"],
-    )
-
-
 def _one_job(db: Database, sql: str, params: Sequence[Any]) -> Job | None:
     rows = _dicts(db.execute(sql, params))
     return _job(rows[0]) if rows else None
-
-
-def _check_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
-    return limit
 
 
 class SQLiteStore:
@@ -605,36 +492,30 @@ class SQLiteStore:
     ) -> TransitionResult:
         """The body of :meth:`apply_transition`, run on the writer thread inside a transaction
         that callers may extend (see :meth:`ingest_webhook`)."""
-        now = self._clock()
-        heard_at = now if received_at is None else received_at
-        job_id = job.id
-        decision = decide(job.state, proposed)
-        # Messages can arrive out of order; the job's clocks only move forward.
-        event_at = max(job.last_event_at, heard_at)
+        step = planning.step_transition(job, proposed, now=self._clock(),
+                                        received_at=received_at)
+        decision, now, job_id = step.decision, step.recorded_at, job.id
         cursor = db.execute(INSERT_TRANSITION_SQL, {
             "job_id": job_id, "from_state": job.state.value, "to_state": proposed.value,
             "outcome": decision.outcome.value, "source": source.value,
             "reason": decision.reason, "payload": payload, "delivery_id": delivery_id,
-            "received_at": heard_at, "recorded_at": now,
+            "received_at": step.received_at, "recorded_at": now,
         })
         assert cursor.lastrowid is not None
         transition = Transition(
             id=cursor.lastrowid, job_id=job_id, from_state=job.state, to_state=proposed,
             outcome=decision.outcome, source=source, reason=decision.reason,
-            payload=payload, delivery_id=delivery_id, received_at=heard_at,
+            payload=payload, delivery_id=delivery_id, received_at=step.received_at,
             recorded_at=now,
         )
+        job = step.job
         if not decision.applied:
-            db.execute(TOUCH_JOB_SQL, {"event_at": event_at, "id": job_id})
-            job = replace(job, last_event_at=event_at)
+            db.execute(TOUCH_JOB_SQL, {"event_at": job.last_event_at, "id": job_id})
             return TransitionResult(decision, job, transition)
-        changed_at = max(job.state_changed_at, heard_at)
         db.execute(APPLY_JOB_STATE_SQL, {
-            "state": proposed.value, "changed_at": changed_at, "event_at": event_at,
-            "now": now, "id": job_id,
+            "state": proposed.value, "changed_at": job.state_changed_at,
+            "event_at": job.last_event_at, "now": now, "id": job_id,
         })
-        job = replace(job, state=proposed, state_changed_at=changed_at,
-                      last_event_at=event_at, next_poll_at=None, updated_at=now)
         tasks = []
         for spec in planning.plan_tasks(job, transition, tasks_for):
             task_cursor = db.execute(INSERT_TASK_SQL, {

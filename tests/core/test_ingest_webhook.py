@@ -5,29 +5,23 @@ from __future__ import annotations
 import pytest
 
 from service.lifecycle import JobState, Outcome
-from service.store import DeliveryOutcome, SQLiteStore
+from service.store import DeliveryOutcome, Store
 
 
-@pytest.fixture
-async def store(tmp_path):
-    async with SQLiteStore(tmp_path / "ingest.db") as s:
-        yield s
-
-
-async def _generating_job(store: SQLiteStore, video_id: int):
+async def _generating_job(store: Store, video_id: int):
     job = await store.create_job(kind="text_to_video", params={"prompt": "x"})
     await store.update_job(job.id, video_id=video_id)
     await store.apply_transition(job.id, JobState.GENERATING, source="submit")
     return job
 
 
-def _ingest(store: SQLiteStore, nonce: str, video_id: int, state: JobState, **kw):
+def _ingest(store: Store, nonce: str, video_id: int, state: JobState, **kw):
     return store.ingest_webhook(body=b'{"id":"1","status":1}', headers={"Webhook-Nonce": nonce},
                                 nonce=nonce, timestamp=1.0, received_at=2.0, video_id=video_id,
                                 proposed=state, **kw)
 
 
-async def test_applies_and_links_the_delivery(store: SQLiteStore) -> None:
+async def test_applies_and_links_the_delivery(store: Store) -> None:
     job = await _generating_job(store, 384920175633408001)
     ingest = await _ingest(store, "n1", 384920175633408001, JobState.SUCCEEDED,
                            tasks_for=lambda job, t: ["download"])
@@ -39,7 +33,7 @@ async def test_applies_and_links_the_delivery(store: SQLiteStore) -> None:
     assert (await store.get_job(job.id)).state is JobState.SUCCEEDED
 
 
-async def test_replayed_nonce_writes_nothing(store: SQLiteStore) -> None:
+async def test_replayed_nonce_writes_nothing(store: Store) -> None:
     job = await _generating_job(store, 42)
     await _ingest(store, "n1", 42, JobState.SUCCEEDED)
     before = await store.list_transitions(job.id)
@@ -50,7 +44,7 @@ async def test_replayed_nonce_writes_nothing(store: SQLiteStore) -> None:
     assert len(deliveries) == 1
 
 
-async def test_same_event_with_a_new_nonce_is_a_logged_duplicate(store: SQLiteStore) -> None:
+async def test_same_event_with_a_new_nonce_is_a_logged_duplicate(store: Store) -> None:
     job = await _generating_job(store, 42)
     await _ingest(store, "n1", 42, JobState.SUCCEEDED, tasks_for=lambda j, t: ["download"])
     again = await _ingest(store, "n2", 42, JobState.SUCCEEDED, tasks_for=lambda j, t: ["download"])
@@ -59,13 +53,13 @@ async def test_same_event_with_a_new_nonce_is_a_logged_duplicate(store: SQLiteSt
     assert len(await store.list_tasks(job_id=job.id)) == 1
 
 
-async def test_unknown_video_is_an_orphan(store: SQLiteStore) -> None:
+async def test_unknown_video_is_an_orphan(store: Store) -> None:
     ingest = await _ingest(store, "n1", 999, JobState.SUCCEEDED)
     assert ingest.outcome is DeliveryOutcome.ORPHAN and ingest.transition is None
     assert ingest.delivery.outcome is DeliveryOutcome.ORPHAN
 
 
-async def test_failure_inside_rolls_back_the_nonce_too(store: SQLiteStore) -> None:
+async def test_failure_inside_rolls_back_the_nonce_too(store: Store) -> None:
     await _generating_job(store, 42)
 
     def broken_planner(job, transition):

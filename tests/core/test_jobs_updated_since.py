@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from service.lifecycle import JobState, TransitionSource
-from service.store.sqlite import SQLiteStore
+from service.store import Store
 from tests.core.conftest import FakeClock
 
 
 async def test_changed_jobs_come_back_least_recently_updated_first(
-        store: SQLiteStore, clock: FakeClock) -> None:
+        store: Store, clock: FakeClock) -> None:
     start = clock.now
     first = await store.create_job(kind="text_to_video", params={"prompt": "one"})
     clock.advance(1)

@@ -1,4 +1,5 @@
-"""The SQLite store beyond transitions: schema, durability, group commit, queries."""
+"""The store beyond transitions: schema, durability, queries, on both backends; and what is
+SQLite's own (pragmas, group commit, file URLs, query plans)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.store import (
     JobNotFoundError,
     SchemaError,
     StorageError,
+    Store,
     StoreClosedError,
     TaskNotFoundError,
     TaskState,
@@ -28,7 +30,7 @@ from service.store import (
 )
 from service.store import migrations as migrations_module
 from service.store.sqlite import JOBS_OVERDUE_SQL, SQLiteStore
-from tests.core.conftest import FakeClock, RawDatabase
+from tests.core.conftest import Backend, FakeClock, RawDatabase
 
 WEBHOOK = TransitionSource.WEBHOOK
 MAX_VIDEO_ID = 2**63 - 1
@@ -37,7 +39,7 @@ MAX_VIDEO_ID = 2**63 - 1
 # -- schema and connections ------------------------------------------------------------------
 
 
-async def test_open_configures_sqlite(store: SQLiteStore, db_path: Path) -> None:
+async def test_open_configures_sqlite(sqlite_store: SQLiteStore, db_path: Path) -> None:
     db = Database(db_path)
     try:
         assert db.journal_mode == "wal"
@@ -54,7 +56,7 @@ async def test_open_configures_sqlite(store: SQLiteStore, db_path: Path) -> None
     finally:
         db.close()
     # Per-connection settings, checked on the store's own write connection.
-    pragmas = await store._write(lambda db: [
+    pragmas = await sqlite_store._write(lambda db: [
         db.execute(f"PRAGMA {name}").fetchone()[0]
         for name in ("foreign_keys", "busy_timeout", "synchronous")
     ])
@@ -95,16 +97,17 @@ async def test_a_newer_schema_is_refused(db_path: Path) -> None:
         await SQLiteStore(db_path).open()
 
 
-async def test_history_is_append_only(store: SQLiteStore, raw: RawDatabase) -> None:
-    await store.create_job(kind="text_to_video", params={})
+async def test_history_is_append_only(sqlite_store: SQLiteStore,
+                                     sqlite_raw: RawDatabase) -> None:
+    await sqlite_store.create_job(kind="text_to_video", params={})
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        raw.conn.execute("UPDATE transitions SET outcome = 'ignored'")
+        sqlite_raw.conn.execute("UPDATE transitions SET outcome = 'ignored'")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        raw.conn.execute("DELETE FROM transitions")
+        sqlite_raw.conn.execute("DELETE FROM transitions")
 
 
-async def test_closed_store_refuses_work(db_path: Path) -> None:
-    store = SQLiteStore(db_path)
+async def test_closed_store_refuses_work(backend: Backend) -> None:
+    store = backend.new_store()
     with pytest.raises(StoreClosedError):
         await store.get_job("job_x")
     await store.open()
@@ -114,14 +117,14 @@ async def test_closed_store_refuses_work(db_path: Path) -> None:
         await store.create_job(kind="text_to_video", params={})
 
 
-async def test_close_lets_queued_writes_commit(db_path: Path) -> None:
-    store = SQLiteStore(db_path)
+async def test_close_lets_queued_writes_commit(backend: Backend) -> None:
+    store = backend.new_store()
     await store.open()
     pending = [asyncio.ensure_future(store.create_job(kind="k", params={})) for _ in range(50)]
     await asyncio.sleep(0)  # let them all enqueue
     await store.close()
     jobs = await asyncio.gather(*pending)
-    async with SQLiteStore(db_path) as reopened:
+    async with backend.new_store() as reopened:
         listed, _ = await reopened.list_jobs(limit=100)
     assert {job.id for job in listed} == {job.id for job in jobs}
 
@@ -129,8 +132,8 @@ async def test_close_lets_queued_writes_commit(db_path: Path) -> None:
 # -- durability ------------------------------------------------------------------------------
 
 
-async def test_reopen_keeps_everything(db_path: Path, clock: FakeClock) -> None:
-    async with SQLiteStore(db_path, clock=clock) as store:
+async def test_reopen_keeps_everything(backend: Backend, clock: FakeClock) -> None:
+    async with backend.new_store(clock) as store:
         job = await store.create_job(kind="text_to_video", params={"prompt": "x"})
         await store.update_job(job.id, video_id=MAX_VIDEO_ID)
         result = await store.apply_transition(
@@ -140,7 +143,7 @@ async def test_reopen_keeps_everything(db_path: Path, clock: FakeClock) -> None:
             body=b'{"status":1}', headers={}, outcome=DeliveryOutcome.OK,
             received_at=clock.now, video_id=MAX_VIDEO_ID, job_id=job.id)
         assert await store.claim_nonce("n1", clock.now)
-    async with SQLiteStore(db_path, clock=clock) as store:
+    async with backend.new_store(clock) as store:
         assert await store.get_job(job.id) == result.job
         assert result.job.video_id == MAX_VIDEO_ID
         assert await store.get_job_by_video_id(MAX_VIDEO_ID) is not None
@@ -182,7 +185,9 @@ def test_a_resolved_write_survives_a_process_crash(db_path: Path) -> None:
 # -- group commit ----------------------------------------------------------------------------
 
 
-async def test_group_commit_resolves_after_commit(store: SQLiteStore, raw: RawDatabase) -> None:
+async def test_group_commit_resolves_after_commit(sqlite_store: SQLiteStore,
+                                                  sqlite_raw: RawDatabase) -> None:
+    store, raw = sqlite_store, sqlite_raw
     seen: list[bool] = []
 
     async def write_then_look(i: int) -> None:
@@ -199,7 +204,7 @@ async def test_group_commit_resolves_after_commit(store: SQLiteStore, raw: RawDa
     assert stats.largest_batch > 1
 
 
-async def test_constraint_errors_are_translated(store: SQLiteStore) -> None:
+async def test_constraint_errors_are_translated(store: Store) -> None:
     first = await store.create_job(kind="k", params={}, trace_id="trace-1")
     with pytest.raises(ConstraintError):
         await store.create_job(kind="k", params={}, trace_id="trace-1")
@@ -213,7 +218,7 @@ async def test_constraint_errors_are_translated(store: SQLiteStore) -> None:
 # -- jobs --------------------------------------------------------------------------------------
 
 
-async def test_update_job(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_update_job(store: Store, clock: FakeClock) -> None:
     job = await store.create_job(kind="k", params={})
     clock.advance(5)
     updated = await store.update_job(job.id, video_id=MAX_VIDEO_ID, attempts=2,
@@ -234,7 +239,7 @@ async def test_update_job(store: SQLiteStore, clock: FakeClock) -> None:
         await store.update_job(job.id, state="succeeded")  # type: ignore[call-arg]
 
 
-async def test_list_jobs_pages_and_filters(store: SQLiteStore) -> None:
+async def test_list_jobs_pages_and_filters(store: Store) -> None:
     made = [await store.create_job(kind="a" if i % 3 else "b", params={"i": i})
             for i in range(10)]
     for job in made[:4]:
@@ -266,7 +271,7 @@ async def test_list_jobs_pages_and_filters(store: SQLiteStore) -> None:
         await store.list_jobs(limit=0)
 
 
-async def test_jobs_overdue(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_jobs_overdue(store: Store, clock: FakeClock) -> None:
     t0 = clock.now
     quiet = await store.create_job(kind="k", params={})
     await store.apply_transition(quiet.id, JobState.GENERATING, source=WEBHOOK, received_at=t0)
@@ -297,7 +302,9 @@ async def test_jobs_overdue(store: SQLiteStore, clock: FakeClock) -> None:
     assert quiet.id not in {job.id for job in await store.jobs_overdue(now, grace)}
 
 
-async def test_jobs_overdue_uses_its_index(store: SQLiteStore, raw: RawDatabase) -> None:
+async def test_jobs_overdue_uses_its_index(sqlite_store: SQLiteStore,
+                                           sqlite_raw: RawDatabase) -> None:
+    store, raw = sqlite_store, sqlite_raw
     for i in range(30):
         job = await store.create_job(kind="k", params={})
         if i % 2:
@@ -312,7 +319,7 @@ async def test_jobs_overdue_uses_its_index(store: SQLiteStore, raw: RawDatabase)
     assert not any("TEMP B-TREE" in step for step in plan), plan  # ordered by the index too
 
 
-async def test_jobs_due_for_submit(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_jobs_due_for_submit(store: Store, clock: FakeClock) -> None:
     ready = await store.create_job(kind="k", params={})
     waiting = await store.create_job(kind="k", params={})
     await store.update_job(waiting.id, next_attempt_at=clock.now + 30)
@@ -335,7 +342,7 @@ async def test_jobs_due_for_submit(store: SQLiteStore, clock: FakeClock) -> None
 # -- webhook deliveries and nonces -------------------------------------------------------------
 
 
-async def test_claim_nonce_once(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_claim_nonce_once(store: Store, clock: FakeClock) -> None:
     assert await store.claim_nonce("abc", clock.now)
     assert not await store.claim_nonce("abc", clock.now)
     assert not await store.claim_nonce("abc", None)
@@ -350,7 +357,7 @@ async def test_claim_nonce_once(store: SQLiteStore, clock: FakeClock) -> None:
     assert not await store.claim_nonce("fresh", clock.now)
 
 
-async def test_webhook_deliveries(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_webhook_deliveries(store: Store, clock: FakeClock) -> None:
     job = await store.create_job(kind="k", params={})
     body = b'{"video_id": 9223372036854775807, "status": 1}\xff'
     ok = await store.record_webhook_delivery(
@@ -390,7 +397,7 @@ async def test_webhook_deliveries(store: SQLiteStore, clock: FakeClock) -> None:
 # -- handler tasks ---------------------------------------------------------------------------
 
 
-async def test_task_queue(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_task_queue(store: Store, clock: FakeClock) -> None:
     job = await store.create_job(kind="k", params={})
     result = await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
                                           tasks_for=lambda job, t: ["a", "b", "c"])
@@ -442,8 +449,6 @@ def test_sqlite_urls(url: str, path: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u@host/db", "not yet supported"),
-        ("postgres://host/db", "not yet supported"),
         ("mysql://host/db", "unknown scheme"),
         ("sqlite://relative.db", "three slashes"),
         ("sqlite:///", "three slashes"),

@@ -1,18 +1,16 @@
-"""apply_transition: the lifecycle rule, history, tasks and atomicity, on a real SQLite file."""
+"""apply_transition: the lifecycle rule, history, tasks and atomicity, on both backends."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 import pytest
 
 from service.lifecycle import JobState, Outcome, TransitionSource
-from service.store import Job, JobNotFoundError, Transition
-from service.store.sqlite import SQLiteStore
-from tests.core.conftest import FakeClock, RawDatabase
+from service.store import Job, JobNotFoundError, Store, Transition
+from tests.core.conftest import Backend, FakeClock, RawDatabase
 
 WEBHOOK = TransitionSource.WEBHOOK
 
@@ -29,11 +27,11 @@ def broken_planner(job: Job, transition: Transition) -> Iterable[str]:
     raise PlannerBroke("boom")
 
 
-async def new_job(store: SQLiteStore) -> Job:
+async def new_job(store: Store) -> Job:
     return await store.create_job(kind="text_to_video", params={"prompt": "a cat"})
 
 
-async def test_create_job_starts_queued_with_history(store: SQLiteStore) -> None:
+async def test_create_job_starts_queued_with_history(store: Store) -> None:
     job = await store.create_job(
         kind="image_to_video", params={"prompt": "a dog", "img_id": 7},
         labels={"team": "video"}, callback_url="https://example.test/cb",
@@ -52,7 +50,7 @@ async def test_create_job_starts_queued_with_history(store: SQLiteStore) -> None
         None, JobState.QUEUED, Outcome.APPLIED)
 
 
-async def test_history_records_applied_duplicate_and_ignored(store: SQLiteStore) -> None:
+async def test_history_records_applied_duplicate_and_ignored(store: Store) -> None:
     job = await new_job(store)
     steps = [
         (JobState.SUBMITTING, TransitionSource.SUBMIT, Outcome.APPLIED),
@@ -80,7 +78,7 @@ async def test_history_records_applied_duplicate_and_ignored(store: SQLiteStore)
     assert history[5].reason == "succeeded is final"
 
 
-async def test_late_generating_after_succeeded_is_ignored(store: SQLiteStore) -> None:
+async def test_late_generating_after_succeeded_is_ignored(store: Store) -> None:
     job = await new_job(store)
     await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
                                  tasks_for=notify_and_log)
@@ -92,7 +90,7 @@ async def test_late_generating_after_succeeded_is_ignored(store: SQLiteStore) ->
     assert len(await store.list_tasks(job_id=job.id)) == 2
 
 
-async def test_deleted_after_succeeded_applies(store: SQLiteStore) -> None:
+async def test_deleted_after_succeeded_applies(store: Store) -> None:
     job = await new_job(store)
     await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
     result = await store.apply_transition(job.id, JobState.DELETED, source=TransitionSource.POLL,
@@ -102,7 +100,7 @@ async def test_deleted_after_succeeded_applies(store: SQLiteStore) -> None:
         f"{job.id}:deleted:notify", f"{job.id}:deleted:log"]
 
 
-async def test_tasks_commit_with_the_transition(store: SQLiteStore, raw: RawDatabase) -> None:
+async def test_tasks_commit_with_the_transition(store: Store, raw: RawDatabase) -> None:
     job = await new_job(store)
     calls: list[tuple[JobState, JobState | None]] = []
 
@@ -130,7 +128,7 @@ async def test_tasks_commit_with_the_transition(store: SQLiteStore, raw: RawData
 
 
 async def test_failure_inside_the_transaction_leaves_nothing(
-    store: SQLiteStore, raw: RawDatabase
+    store: Store, raw: RawDatabase
 ) -> None:
     job = await new_job(store)
     before = await store.get_job(job.id)
@@ -147,7 +145,7 @@ async def test_failure_inside_the_transaction_leaves_nothing(
     assert result.applied and len(result.tasks) == 2
 
 
-async def test_a_failing_write_does_not_spoil_its_batch(store: SQLiteStore) -> None:
+async def test_a_failing_write_does_not_spoil_its_batch(store: Store) -> None:
     jobs = [await new_job(store) for _ in range(20)]
     results = await asyncio.gather(
         *(
@@ -170,7 +168,7 @@ async def test_a_failing_write_does_not_spoil_its_batch(store: SQLiteStore) -> N
             assert len(await store.list_tasks(job_id=job.id)) == 2
 
 
-async def test_concurrent_proposals_apply_once(store: SQLiteStore) -> None:
+async def test_concurrent_proposals_apply_once(store: Store) -> None:
     job = await new_job(store)
     results = await asyncio.gather(*(
         store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
@@ -184,10 +182,11 @@ async def test_concurrent_proposals_apply_once(store: SQLiteStore) -> None:
     assert len(await store.list_tasks(job_id=job.id)) == 2
 
 
-async def test_two_stores_on_one_file_apply_once(db_path: Path, store: SQLiteStore) -> None:
-    """Two writers (as two processes would be) serialize on BEGIN IMMEDIATE."""
+async def test_two_stores_on_one_database_apply_once(backend: Backend, store: Store) -> None:
+    """Two writers (as two processes would be) serialize: on BEGIN IMMEDIATE in SQLite, on
+    the job's row lock in PostgreSQL."""
     job = await new_job(store)
-    async with SQLiteStore(db_path) as other:
+    async with backend.new_store() as other:
         results = await asyncio.gather(*(
             (store if i % 2 else other).apply_transition(
                 job.id, JobState.GENERATING, source=WEBHOOK, tasks_for=notify_and_log)
@@ -197,14 +196,14 @@ async def test_two_stores_on_one_file_apply_once(db_path: Path, store: SQLiteSto
     assert len(await store.list_tasks(job_id=job.id)) == 2
 
 
-async def test_unknown_job(store: SQLiteStore) -> None:
+async def test_unknown_job(store: Store) -> None:
     with pytest.raises(JobNotFoundError) as caught:
         await store.apply_transition("job_nope", JobState.GENERATING, source=WEBHOOK)
     assert caught.value.job_id == "job_nope"
     assert isinstance(caught.value, LookupError)
 
 
-async def test_clocks_only_move_forward(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_clocks_only_move_forward(store: Store, clock: FakeClock) -> None:
     job = await new_job(store)
     applied = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
                                            received_at=clock.now + 50)
@@ -222,7 +221,7 @@ async def test_clocks_only_move_forward(store: SQLiteStore, clock: FakeClock) ->
     assert await store.get_job(job.id) == dup.job
 
 
-async def test_applied_transition_clears_the_poll_backoff(store: SQLiteStore) -> None:
+async def test_applied_transition_clears_the_poll_backoff(store: Store) -> None:
     job = await new_job(store)
     await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     await store.update_job(job.id, next_poll_at=1e12)

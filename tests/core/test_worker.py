@@ -28,8 +28,9 @@ from service.handler_api import (
 from service.lifecycle import JobState, TransitionSource
 from service.registry import HandlerSet
 from service.settings import Settings
-from service.store import LeaseLostError, SQLiteStore, Task, TaskRunOutcome, TaskState
+from service.store import LeaseLostError, Store, Task, TaskRunOutcome, TaskState
 from service.worker import RetryPolicy, TaskRunner
+from tests.core.conftest import Backend
 
 REPO = Path(__file__).resolve().parents[2]
 Behaviour = Callable[[Job, Transition, HandlerContext], Awaitable[None]]
@@ -59,7 +60,8 @@ async def _ok(job: Job, transition: Transition, context: HandlerContext) -> None
 
 @dataclasses.dataclass
 class Rig:
-    store: SQLiteStore
+    store: Store
+    backend: Backend
     settings: Settings
     http: httpx.AsyncClient
 
@@ -97,13 +99,13 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(backend: Backend) -> AsyncIterator[Rig]:
     ScriptedHandler.calls = []
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'pixhook.db'}",
+    settings = Settings(database_url=backend.url,
                         task_max_attempts=4, task_backoff=0.05, task_backoff_max=1.0,
                         task_lease=5.0, task_timeout=5.0)
-    async with SQLiteStore(tmp_path / "pixhook.db") as store, httpx.AsyncClient() as http:
-        yield Rig(store=store, settings=settings, http=http)
+    async with backend.new_store() as store, httpx.AsyncClient() as http:
+        yield Rig(store=store, backend=backend, settings=settings, http=http)
 
 
 @contextlib.asynccontextmanager
@@ -208,8 +210,8 @@ async def test_a_worker_killed_mid_task_leaves_it_for_another_run(rig: Rig,
     _, [task] = await rig.succeeded_job("effect")
     marker = tmp_path / "started"
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.core.worker_process", str(tmp_path / "pixhook.db"),
-         str(marker)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        [sys.executable, "-m", "tests.core.worker_process", rig.backend.url, str(marker)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 20
         while not marker.exists():

@@ -1,4 +1,4 @@
-"""A worker process for the crash test: ``python -m tests.core.worker_process DB MARKER``.
+"""A worker process for the crash test: ``python -m tests.core.worker_process URL MARKER``.
 
 It runs a task runner whose only handler, ``effect``, touches ``MARKER`` when it starts and then
 hangs, so the test can SIGKILL the process mid-task.
@@ -18,7 +18,7 @@ import httpx
 from service.handler_api import BaseHandler, HandlerContext, Job, Transition
 from service.registry import HandlerSet
 from service.settings import Settings
-from service.store import SQLiteStore
+from service.store import connect
 from service.worker import TaskRunner
 
 
@@ -30,7 +30,7 @@ class HangingHandler(BaseHandler):
         await asyncio.sleep(3600)
 
 
-async def main(db: str, marker: str) -> None:
+async def main(url: str, marker: str) -> None:
     settings = dataclasses.replace(Settings(), handlers=("effect",), task_lease=1.0,
                                    handler_options={"effect": {"marker": marker}})
 
@@ -38,7 +38,7 @@ async def main(db: str, marker: str) -> None:
         return HangingHandler(settings, options)
 
     handlers = HandlerSet.from_settings(settings, available={"effect": factory})
-    async with SQLiteStore(db) as store, httpx.AsyncClient() as http:
+    async with connect(url) as store, httpx.AsyncClient() as http:
         async def submit(*args: Any, **kwargs: Any) -> Job:
             raise NotImplementedError
 
