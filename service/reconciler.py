@@ -78,7 +78,10 @@ class Reconciler:
                  else self._settings.webhook_grace)
         now = self._clock()
         calls = 0
-        for job in await self._store.jobs_overdue(now, grace, limit=PASS_LIMIT):
+        # Claimed, not just read: other replicas' reconcilers skip these until the hold ends
+        # (a poll that learns nothing sets its own next_poll_at after it).
+        for job in await self._store.claim_overdue(now, grace, hold_seconds=grace,
+                                                   limit=PASS_LIMIT):
             if job.video_id is None:
                 continue  # not accepted yet: the submitter owns it
             if now - job.created_at > self._settings.poll_deadline:

@@ -52,7 +52,6 @@ LEASE_TIMEOUTS: Final = 2.0
 #: Attempts sent to PixVerse at once.
 MAX_CONCURRENT_ATTEMPTS: Final = 16
 
-IN_FLIGHT_STATES: Final = (JobState.SUBMITTING, JobState.GENERATING)
 
 
 def build_request(kind: str, params: Mapping[str, Any]) -> PixVerseRequest:
@@ -119,11 +118,9 @@ class Submitter:
         self._lease = client_timeout * LEASE_TIMEOUTS
         self._clock = clock
         self._wake = asyncio.Event()
+        #: Jobs with an attempt under way in this process (at most MAX_CONCURRENT_ATTEMPTS:
+        #: the claim asks the store for no more than the free slots).
         self._attempting: set[str] = set()
-        #: Jobs started from ``queued`` whose move to ``submitting`` is not committed yet: the
-        #: store's in-flight count cannot see them, so the limit must count them here.
-        self._claimed: set[str] = set()
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Where created jobs and transitions are counted (``None``: nowhere).
         self.metrics = metrics
@@ -189,21 +186,21 @@ class Submitter:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def run_once(self) -> int:
-        """Start an attempt for each due job, within the in-flight limit; return how many."""
-        now = self._clock()
-        due = [job for job in await self._store.jobs_due_for_submit(now)
-               if job.id not in self._attempting]
-        limit = self._settings.max_in_flight
-        in_flight = 0
-        if limit:
-            in_flight = await self._store.count_jobs(IN_FLIGHT_STATES) + len(self._claimed)
+        """Claim due jobs from the store (within the in-flight limit, atomically across every
+        process sharing it) and start an attempt for each; return how many."""
+        free = MAX_CONCURRENT_ATTEMPTS - len(self._attempting)
+        if free <= 0:
+            return 0
+        claimed = await self._store.claim_submissions(
+            self._clock(), limit=free, lease_seconds=self._lease,
+            max_in_flight=self._settings.max_in_flight, tasks_for=self._tasks_for)
         started = 0
-        for job in due:
-            if limit and job.state is JobState.QUEUED:
-                if in_flight >= limit:
-                    break  # stays queued; a pass after a job finishes will try again
-                in_flight += 1
-                self._claimed.add(job.id)
+        for claim in claimed:
+            if claim.transition is not None and self.metrics is not None:
+                self.metrics.record_transition(claim.transition)
+            job = claim.job
+            if job.id in self._attempting:
+                continue  # still under way here (its lease ran out early); let it finish
             self._attempting.add(job.id)
             task = asyncio.create_task(self._attempt(job))
             self._tasks.add(task)
@@ -213,12 +210,10 @@ class Submitter:
 
     async def _attempt(self, job: Job) -> None:
         try:
-            async with self._slots:
-                await self._send(job)
+            await self._send(job)
         except Exception:
             logger.exception("submitting job %s failed unexpectedly", job.id)
         finally:
-            self._claimed.discard(job.id)
             self._attempting.discard(job.id)
 
     async def _send(self, job: Job) -> None:
@@ -227,12 +222,9 @@ class Submitter:
         except errors.InvalidRequest as exc:
             await self._finish(job, JobState.REJECTED, f"invalid request: {exc}")
             return
-        if job.state is JobState.QUEUED:
-            await self._transition(job, JobState.SUBMITTING, None)
-            self._claimed.discard(job.id)  # the store counts it from now on
+        # The claim moved the job to submitting and leased it (next_attempt_at).
         attempts = job.attempts + 1
-        await self._store.update_job(job.id, attempts=attempts,
-                                     next_attempt_at=self._clock() + self._lease)
+        await self._store.update_job(job.id, attempts=attempts)
         try:
             submission = await self._client.submit(request, trace_id=job.trace_id)
         except errors.ConcurrencyLimitError as exc:

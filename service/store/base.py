@@ -198,6 +198,15 @@ class WebhookIngest:
     transition: TransitionResult | None
 
 
+@dataclass(frozen=True, slots=True)
+class SubmissionClaim:
+    """A job :meth:`Store.claim_submissions` leased to the caller, and the ``queued ->
+    submitting`` transition the claim recorded (``None`` for a retried attempt)."""
+
+    job: Job
+    transition: TransitionResult | None
+
+
 class TaskPlanner(Protocol):
     """Names the handlers an applied transition should run.
 
@@ -295,11 +304,29 @@ class Store(Protocol):
         and whose ``next_poll_at`` (if set) has come, longest silent first."""
         ...
 
+    async def claim_overdue(self, now: float, grace: float, *, hold_seconds: float,
+                            limit: int = 100) -> list[Job]:
+        """Like :meth:`jobs_overdue`, but claims what it returns: each job's ``next_poll_at``
+        becomes ``now + hold_seconds`` in the same step, so reconcilers in several processes
+        split the overdue jobs instead of polling each one once per replica."""
+        ...
+
     async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
         """Jobs to (re)send to PixVerse whose ``next_attempt_at`` (if set) has come, oldest
         first: ``queued`` ones, and ``submitting`` ones without a video id, whose earlier
         attempt failed ambiguously or was cut short by a crash (``next_attempt_at`` acts as
         the attempt's lease)."""
+        ...
+
+    async def claim_submissions(
+        self, now: float, *, limit: int, lease_seconds: float, max_in_flight: int = 0,
+        tasks_for: TaskPlanner | None = None,
+    ) -> list[SubmissionClaim]:
+        """Take jobs to send to PixVerse, atomically across every process sharing the store:
+        ``submitting`` jobs without a video id whose lease ran out (an attempt cut short), then
+        due ``queued`` jobs, moved to ``submitting`` (recorded as a transition) while the
+        ``submitting`` + ``generating`` count stays within ``max_in_flight`` (0: no limit).
+        Every returned job is leased until ``now + lease_seconds`` (``next_attempt_at``)."""
         ...
 
     async def count_jobs(self, states: Sequence[JobState]) -> int:

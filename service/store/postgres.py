@@ -39,6 +39,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final, LiteralString, Self, Unpack
 
@@ -53,6 +54,7 @@ from service.store.base import (
     DeliveryOutcome,
     Job,
     JobUpdate,
+    SubmissionClaim,
     Task,
     TaskPlanner,
     TaskRun,
@@ -90,6 +92,9 @@ TASKS_CHANNEL: Final = "pixhook_tasks"
 LISTEN_RETRY_SECONDS: Final = 1.0
 #: The advisory lock class for "this video id is being matched or assigned" ("pixv").
 VIDEO_LOCK_CLASS: Final = 0x70697876
+#: The advisory lock (one key) that serialises submission claims across replicas, so the
+#: in-flight count and the claims it allows are one step ("pixs").
+SUBMIT_LOCK_KEY: Final = 0x70697873
 #: At close, operations already under way get this long to finish, in seconds.
 CLOSE_GRACE_SECONDS: Final = 10.0
 
@@ -149,6 +154,21 @@ WHERE {pg_migrations.ACTIVE_STATES_SQL}
 ORDER BY last_event_at
 LIMIT %(limit)s
 """
+#: Reconcilers on several replicas split the overdue jobs: rows another one is claiming are
+#: skipped, and the claimed ones are not due again until the hold runs out.
+CLAIM_OVERDUE_SQL: Final = f"""
+UPDATE jobs SET next_poll_at = %(hold)s
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE {pg_migrations.ACTIVE_STATES_SQL}
+      AND last_event_at <= %(cutoff)s
+      AND (next_poll_at IS NULL OR next_poll_at <= %(now)s)
+    ORDER BY last_event_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {_J}
+"""
 #: Matches the partial index ``jobs_submittable``.
 JOBS_DUE_FOR_SUBMIT_SQL: Final = f"""
 SELECT {_J} FROM jobs
@@ -157,6 +177,21 @@ WHERE {pg_migrations.SUBMITTABLE_SQL}
 ORDER BY id
 LIMIT %(limit)s
 """
+EXPIRED_SUBMISSIONS_SQL: Final = f"""
+SELECT {_J} FROM jobs
+WHERE state = 'submitting' AND video_id IS NULL
+  AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+ORDER BY id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+DUE_QUEUED_SQL: Final = f"""
+SELECT {_J} FROM jobs
+WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+ORDER BY id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+IN_FLIGHT_SQL: Final = (
+    "SELECT count(*) AS n FROM jobs WHERE state IN ('submitting', 'generating')")
 #: Each branch walks its partial index in due order and locks what it reads, skipping rows
 #: another claimer holds; the most overdue ``limit`` of both are leased. (A locking clause
 #: cannot sit inside a UNION, hence the two CTEs.)
@@ -508,6 +543,44 @@ class PostgresStore:
     async def jobs_due_for_submit(self, now: float, *, limit: int = 100) -> list[Job]:
         params = {"now": now, "limit": records.check_limit(limit)}
         return [records.job(row) for row in await self._fetch(JOBS_DUE_FOR_SUBMIT_SQL, params)]
+
+    async def claim_submissions(
+        self, now: float, *, limit: int, lease_seconds: float, max_in_flight: int = 0,
+        tasks_for: TaskPlanner | None = None,
+    ) -> list[SubmissionClaim]:
+        lease_until = now + lease_seconds
+        async with self._transaction() as conn:
+            # One claimer at a time across replicas: the in-flight count below stays true
+            # until this transaction's claims commit.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [SUBMIT_LOCK_KEY])
+            cursor = await conn.execute(EXPIRED_SUBMISSIONS_SQL, {"now": now, "limit": limit})
+            claimed = [SubmissionClaim(records.job(row), None)
+                       for row in await cursor.fetchall()]
+            room = limit - len(claimed)
+            if max_in_flight:
+                cursor = await conn.execute(IN_FLIGHT_SQL)
+                row = await cursor.fetchone()
+                assert row is not None
+                room = min(room, max_in_flight - int(row["n"]))
+            if room > 0:
+                cursor = await conn.execute(DUE_QUEUED_SQL, {"now": now, "limit": room})
+                for job in [records.job(row) for row in await cursor.fetchall()]:
+                    result = await self._transition_in(
+                        conn, job, JobState.SUBMITTING, source=TransitionSource.SUBMIT,
+                        payload=None, received_at=None, tasks_for=tasks_for, delivery_id=None)
+                    claimed.append(SubmissionClaim(result.job, result))
+            if claimed:
+                await conn.execute("UPDATE jobs SET next_attempt_at = %s WHERE id = ANY(%s)",
+                                   [lease_until, [claim.job.id for claim in claimed]])
+        return [replace(claim, job=replace(claim.job, next_attempt_at=lease_until))
+                for claim in claimed]
+
+    async def claim_overdue(self, now: float, grace: float, *, hold_seconds: float,
+                            limit: int = 100) -> list[Job]:
+        params = {"cutoff": now - grace, "now": now, "limit": records.check_limit(limit),
+                  "hold": now + hold_seconds}
+        rows = await self._fetch(CLAIM_OVERDUE_SQL, params)
+        return sorted((records.job(row) for row in rows), key=lambda job: job.last_event_at)
 
     async def count_jobs(self, states: Sequence[JobState]) -> int:
         rows = await self._fetch("SELECT count(*) AS n FROM jobs WHERE state = ANY(%s)",

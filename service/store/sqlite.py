@@ -25,6 +25,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, Unpack
@@ -37,6 +38,7 @@ from service.store.base import (
     DeliveryOutcome,
     Job,
     JobUpdate,
+    SubmissionClaim,
     Task,
     TaskPlanner,
     TaskRun,
@@ -139,6 +141,18 @@ WHERE (state = 'queued' OR (state = 'submitting' AND video_id IS NULL))
 ORDER BY id
 LIMIT :limit
 """
+EXPIRED_SUBMISSIONS_SQL: Final = f"""
+SELECT {_JOB_COLUMNS} FROM jobs
+WHERE state = 'submitting' AND video_id IS NULL
+  AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+ORDER BY id LIMIT :limit
+"""
+DUE_QUEUED_SQL: Final = f"""
+SELECT {_JOB_COLUMNS} FROM jobs
+WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+ORDER BY id LIMIT :limit
+"""
+IN_FLIGHT_SQL: Final = "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'generating')"
 CLAIM_TASKS_SQL: Final = f"""
 UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_until = :lease_until,
                  updated_at = :now
@@ -422,6 +436,51 @@ class SQLiteStore:
             lambda db: _dicts(db.execute(JOBS_OVERDUE_SQL, params))
         )
         return [_job(row) for row in rows]
+
+    async def claim_submissions(
+        self, now: float, *, limit: int, lease_seconds: float, max_in_flight: int = 0,
+        tasks_for: TaskPlanner | None = None,
+    ) -> list[SubmissionClaim]:
+        lease_until = now + lease_seconds
+
+        def op(db: Database) -> list[SubmissionClaim]:
+            # The single writer makes the count and the claims one atomic step.
+            claimed = [SubmissionClaim(records.job(row), None) for row in _dicts(db.execute(
+                EXPIRED_SUBMISSIONS_SQL, {"now": now, "limit": limit}))]
+            room = limit - len(claimed)
+            if max_in_flight:
+                in_flight = db.execute(IN_FLIGHT_SQL).fetchone()[0]
+                room = min(room, max_in_flight - in_flight)
+            if room > 0:
+                for job in [records.job(row) for row in _dicts(db.execute(
+                        DUE_QUEUED_SQL, {"now": now, "limit": room}))]:
+                    result = self._transition_in(
+                        db, job, JobState.SUBMITTING, source=TransitionSource.SUBMIT,
+                        payload=None, received_at=None, tasks_for=tasks_for, delivery_id=None)
+                    claimed.append(SubmissionClaim(result.job, result))
+            for claim in claimed:
+                db.execute("UPDATE jobs SET next_attempt_at = ? WHERE id = ?",
+                           [lease_until, claim.job.id])
+            return [replace(claim, job=replace(claim.job, next_attempt_at=lease_until))
+                    for claim in claimed]
+
+        claims: list[SubmissionClaim] = await self._write(op)
+        return claims
+
+    async def claim_overdue(self, now: float, grace: float, *, hold_seconds: float,
+                            limit: int = 100) -> list[Job]:
+        params = {"cutoff": now - grace, "now": now, "limit": records.check_limit(limit),
+                  "hold": now + hold_seconds}
+
+        def op(db: Database) -> list[Job]:
+            jobs = [records.job(row) for row in _dicts(db.execute(JOBS_OVERDUE_SQL, params))]
+            for job in jobs:
+                db.execute("UPDATE jobs SET next_poll_at = ? WHERE id = ?",
+                           [params["hold"], job.id])
+            return [replace(job, next_poll_at=params["hold"]) for job in jobs]
+
+        claimed: list[Job] = await self._write(op)
+        return claimed
 
     async def count_jobs(self, states: Sequence[JobState]) -> int:
         marks = ", ".join("?" for _ in states)
