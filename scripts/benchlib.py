@@ -1,0 +1,168 @@
+"""Shared parts of the benchmark scripts (``scripts/bench_*``); not a script itself.
+
+Processes on loopback ports, waiting for them, the machine and its load, percentiles, and a
+fast way to fill a store with jobs: one job is made through :class:`SQLiteStore` (so its row
+is exactly what pixhook writes) and then cloned with plain SQL, which is thousands of times
+faster than one write transaction per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from service.lifecycle import JobState, TransitionSource
+from service.store import SQLiteStore
+from service.store.ids import new_job_id
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def load_1min() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def machine() -> str:
+    """``2 x AMD EPYC ..., Python 3.11.x``."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} x {model}, Python {platform.python_version()}"
+
+
+def wait_for_quiet(limit: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` seconds) for the 1-minute load to drop below ``limit``; return
+    the load seen last. Other work on a 2-core machine skews every figure."""
+    deadline = time.monotonic() + max_wait
+    load = load_1min()
+    while load >= limit and time.monotonic() < deadline:
+        time.sleep(5)
+        load = load_1min()
+    return load
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile (``share`` in [0, 1]) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
+            ready_url: str | None = None, timeout: float = 20.0,
+            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args``; once ``ready_url`` answers (any HTTP status), yield the process. Stops it
+    (SIGTERM, then SIGKILL) when the block ends."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdout=out,
+                            stderr=subprocess.STDOUT)
+    try:
+        if ready_url is not None:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    httpx.get(ready_url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text()[-2000:] if log is not None and log.exists() else ""
+                    raise SystemExit(f"{' '.join(args[:4])} did not start\n{tail}")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
+
+
+def python() -> str:
+    return sys.executable
+
+
+# -- filling a store -----------------------------------------------------------------------
+
+
+async def template_job(db_path: Path, *, video_id: int) -> str:
+    """Create one ``generating`` text-to-video job through the store API (running the
+    migrations on the way); return its id."""
+    async with SQLiteStore(db_path) as store:
+        job = await store.create_job(kind="text_to_video", params={
+            "prompt": "a lantern over a lake", "model": "v6", "duration": 5,
+            "quality": "540p", "aspect_ratio": "16:9"})
+        await store.update_job(job.id, video_id=video_id)
+        await store.apply_transition(job.id, JobState.GENERATING, source=TransitionSource.SUBMIT)
+        return job.id
+
+
+def clone_jobs(db_path: Path, template_id: str,
+               rows: Sequence[tuple[int, str, float]]) -> list[str]:
+    """Copy the template job once per ``(video_id, state, last_event_at)``, with fresh ids and
+    trace ids and its clocks set to ``last_event_at``; one transaction. Returns the new ids."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
+        template = dict(zip(columns, conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                                  [template_id]).fetchone(), strict=True))
+        marks = ", ".join(f":{name}" for name in columns)
+        sql = f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})"
+        ids = []
+        conn.execute("BEGIN")
+        batch = []
+        for video_id, state, event_at in rows:
+            job_id = new_job_id()
+            ids.append(job_id)
+            batch.append({**template, "id": job_id, "trace_id": str(uuid.uuid4()),
+                          "video_id": video_id, "state": state, "created_at": event_at,
+                          "updated_at": event_at, "state_changed_at": event_at,
+                          "last_event_at": event_at})
+            if len(batch) >= 10_000:
+                conn.executemany(sql, batch)
+                batch.clear()
+        conn.executemany(sql, batch)
+        conn.execute("COMMIT")
+        return ids
+    finally:
+        conn.close()
+
+
+def make_jobs(db_path: Path, rows: Sequence[tuple[int, str, float]]) -> list[str]:
+    """A store at ``db_path`` holding one job per ``(video_id, state, last_event_at)``."""
+    first_video, first_state, first_at = rows[0]
+    template_id = asyncio.run(template_job(db_path, video_id=first_video))
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("UPDATE jobs SET state = ?, created_at = ?, updated_at = ?, "
+                     "state_changed_at = ?, last_event_at = ? WHERE id = ?",
+                     [first_state, first_at, first_at, first_at, first_at, template_id])
+    finally:
+        conn.close()
+    return [template_id, *clone_jobs(db_path, template_id, rows[1:])]
