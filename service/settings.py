@@ -99,8 +99,9 @@ def _log_format(text: str) -> str:
 
 SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_DATABASE_URL", "sqlite:///pixhook.db",
-            "Where jobs are stored: sqlite:///relative.db, sqlite:////abs/path.db "
-            "(PostgreSQL arrives with the scale-out issue)."),
+            "Where jobs are stored: sqlite:///relative.db, sqlite:////abs/path.db, or "
+            "postgresql://user:password@host/db for several replicas "
+            "(pip install 'pixhook[postgres]').", secret=True),
     Setting("PIXVERSE_BASE_URL", "https://app-api.pixverse.ai/openapi/v2",
             "PixVerse API base URL; the simulator's is http://HOST:PORT/openapi/v2."),
     Setting("PIXVERSE_API_KEY", "", "PixVerse API key (sent as the API-KEY header).",

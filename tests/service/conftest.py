@@ -19,6 +19,7 @@ from service.settings import Settings
 from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
+from tests.core.conftest import postgres_schema, postgres_server  # noqa: F401
 from tests.support.servers import free_port, running_server
 
 API_TOKEN = "test-api-token"
@@ -107,14 +108,20 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The simulator and a service on SQLite; a module may run its tests on PostgreSQL too
+    with ``pytest.mark.parametrize("stack", ["sqlite", "postgres"], indirect=True)``."""
+    backend = getattr(request, "param", "sqlite")
+    database_url = f"sqlite:///{tmp_path / 'pixhook.db'}"
+    if backend == "postgres":
+        database_url = request.getfixturevalue("postgres_schema")
     sim = SimulatorConfig(generation_seconds=0.2, time_compression=0.01)
     secret = sim.accounts[DEFAULT_API_KEY].webhook_secret
     async with running_server(create_simulator(sim)) as sim_url, \
             httpx.AsyncClient(timeout=10) as http:
         port = free_port()
         settings = Settings(
-            database_url=f"sqlite:///{tmp_path / 'pixhook.db'}",
+            database_url=database_url,
             media_dir=str(tmp_path / "media"),
             download_allow_private=True,  # the simulator serves its media on loopback
             public_url=f"http://127.0.0.1:{port}",

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.service.conftest import T2V, Stack
+
+# The event core is store-agnostic: every test here runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.parametrize("stack", ["sqlite", "postgres"], indirect=True)
 
 
 def _applied(job: dict) -> list[tuple[str | None, str, str]]:
