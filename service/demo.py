@@ -134,8 +134,9 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
                 echo(f"{'slack':<18} {slack_url}{SLACK_PATH}  (a local stand-in)")
                 echo("")
                 api = DemoApi(http, pixhook_url, settings.api_token)
-                jobs = await _run_jobs(api, settings, echo)
+                await _run_jobs(api, settings, echo)
                 tasks = await _settle(api)
+                jobs = await api.jobs()  # again: downloads record their files on the jobs
                 stats = (await http.get(f"{sim_url}/_sim/stats")).json()
                 delays = list(app.state.services.runner.start_delays)
     status_calls = int(stats["keys"].get(DEFAULT_API_KEY, {}).get("status_calls", 0))

@@ -9,8 +9,9 @@ from service.demo import run_demo
 
 async def test_the_demo_runs_to_its_summary(tmp_path: Path) -> None:
     lines: list[str] = []
-    assert await run_demo(media_dir=str(tmp_path / "media"), echo=lines.append) == 0
+    code = await run_demo(media_dir=str(tmp_path / "media"), echo=lines.append)
     output = "\n".join(lines)
+    assert code == 0, output
     assert "jobs               5: 1 moderation_failed, 4 succeeded" in output
     assert "files downloaded   4" in output and "slack messages     5" in output
     assert "status polls made  0 (webhooks only)" in output

@@ -9,6 +9,7 @@ once, every job's handler ran once to success, and nothing deadlocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -57,6 +58,9 @@ class RoundRobin:
             headers={k: v for k, v in request.headers.items() if k.lower() != "host"})
         return Response(answer.content, status_code=answer.status_code,
                         media_type=answer.headers.get("content-type"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 @pytest.fixture
@@ -119,7 +123,8 @@ async def test_two_web_two_worker_replicas_on_postgres(
 
         await _until(up, "the web processes", 30)
         balancer = RoundRobin(webs)
-        async with running_server(balancer.app) as front:
+        async with running_server(balancer.app) as front, \
+                contextlib.aclosing(balancer):
             sim.accounts[DEFAULT_API_KEY].webhook_url = f"{front}/webhooks/pixverse"
             for i in range(JOBS):
                 created = await http.post(f"{webs[i % 2]}/api/jobs", headers=AUTH, json={
