@@ -37,7 +37,6 @@ import contextlib
 import logging
 import time
 import urllib.parse
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -48,7 +47,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
 
-from service.lifecycle import JobState, Outcome, TransitionSource
+from service.lifecycle import JobState, TransitionSource
 from service.store import pg_migrations, planning, records
 from service.store.base import (
     DeliveryOutcome,
@@ -74,7 +73,6 @@ from service.store.errors import (
     TaskNotFoundError,
     TaskStateError,
 )
-from service.store.ids import new_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -456,27 +454,15 @@ class PostgresStore:
         then: Sequence[Mapping[str, Any]] | None = None,
         parent_job_id: str | None = None,
     ) -> Job:
-        values = {
-            "id": new_job_id(),
-            "kind": kind,
-            "state": JobState.QUEUED.value,
-            "params": records.dumps(dict(params)),
-            "trace_id": trace_id or str(uuid.uuid4()),
-            "labels": records.dumps(dict(labels or {})),
-            "callback_url": callback_url,
-            "then_steps": records.dumps([dict(step) for step in then or ()]),
-            "parent_job_id": parent_job_id,
-        }
+        values = records.new_job_row(kind=kind, params=params, trace_id=trace_id, labels=labels,
+                                     callback_url=callback_url, then=then,
+                                     parent_job_id=parent_job_id)
         async with self._transaction() as conn:
             now = self._clock()
             cursor = await conn.execute(INSERT_JOB_SQL, {**values, "now": now})
             row = await cursor.fetchone()
-            await conn.execute(INSERT_TRANSITION_SQL, {
-                "job_id": values["id"], "from_state": None, "to_state": JobState.QUEUED.value,
-                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
-                "reason": "created", "payload": None, "delivery_id": None,
-                "received_at": now, "recorded_at": now,
-            })
+            await conn.execute(INSERT_TRANSITION_SQL,
+                               records.created_transition_row(values["id"], now))
         assert row is not None
         return records.job(row)
 
@@ -694,12 +680,9 @@ class PostgresStore:
         timestamp: float | None = None,
         error: str | None = None,
     ) -> WebhookDelivery:
-        rows = await self._fetch(INSERT_DELIVERY_SQL, {
-            "received_at": received_at, "outcome": DeliveryOutcome(outcome).value,
-            "video_id": video_id, "job_id": job_id, "nonce": nonce, "timestamp": timestamp,
-            "headers": records.dumps(planning.safe_headers(headers)), "body": bytes(body),
-            "error": error,
-        })
+        rows = await self._fetch(INSERT_DELIVERY_SQL, records.delivery_row(
+            body=body, headers=headers, outcome=outcome, received_at=received_at,
+            video_id=video_id, job_id=job_id, nonce=nonce, timestamp=timestamp, error=error))
         return records.delivery(rows[0])
 
     async def ingest_webhook(
@@ -714,7 +697,10 @@ class PostgresStore:
         proposed: JobState,
         tasks_for: TaskPlanner | None = None,
     ) -> WebhookIngest:
-        safe_headers = records.dumps(planning.safe_headers(headers))
+        delivery_values = records.delivery_row(
+            body=body, headers=headers, outcome=DeliveryOutcome.OK,
+            received_at=received_at, video_id=video_id, job_id=None, nonce=nonce,
+            timestamp=timestamp, error=None)
         proposed = JobState(proposed)
         async with self._transaction() as conn:
             claim = await conn.execute(CLAIM_NONCE_SQL, [nonce, timestamp, self._clock()])
@@ -728,10 +714,8 @@ class PostgresStore:
             job = None if row is None else records.job(row)
             outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
             cursor = await conn.execute(INSERT_DELIVERY_SQL, {
-                "received_at": received_at, "outcome": outcome.value, "video_id": video_id,
-                "job_id": job.id if job else None, "nonce": nonce, "timestamp": timestamp,
-                "headers": safe_headers, "body": bytes(body), "error": None,
-            })
+                **delivery_values, "outcome": outcome.value,
+                "job_id": job.id if job else None})
             delivery_row = await cursor.fetchone()
             assert delivery_row is not None
             delivery = records.delivery(delivery_row)

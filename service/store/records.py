@@ -1,18 +1,21 @@
-"""Rows to records, shared by every backend.
+"""Rows to records and back, shared by every backend.
 
 Both stores select the same columns under the same names and keep JSON as text, so one set of
 converters turns a row (any mapping of column name to value) into the frozen records of
-:mod:`service.store.base`. Keeping them here, not in a backend, is what makes "the same
-record from either database" true by construction rather than by care.
+:mod:`service.store.base`, and one set of builders makes the values of the rows they insert
+(named parameters both drivers take). Keeping them here, not in a backend, is what makes "the
+same record from either database" true by construction rather than by care.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from service.lifecycle import JobState, Outcome, TransitionSource
+from service.store import planning
 from service.store.base import (
     DeliveryOutcome,
     Job,
@@ -23,6 +26,7 @@ from service.store.base import (
     Transition,
     WebhookDelivery,
 )
+from service.store.ids import new_job_id
 
 #: The largest page any list method returns.
 MAX_PAGE_SIZE: Final = 1000
@@ -162,3 +166,47 @@ def delivery(row: Mapping[str, Any]) -> WebhookDelivery:
         body=bytes(row["body"]),
         error=row["error"],
     )
+
+
+# -- records to rows ---------------------------------------------------------------------------
+
+
+def new_job_row(*, kind: str, params: Mapping[str, Any], trace_id: str | None,
+                labels: Mapping[str, str] | None, callback_url: str | None,
+                then: Sequence[Mapping[str, Any]] | None,
+                parent_job_id: str | None) -> dict[str, Any]:
+    """The values of a new job's row (``INSERT_JOB_SQL``; the caller adds ``now``)."""
+    return {
+        "id": new_job_id(),
+        "kind": kind,
+        "state": JobState.QUEUED.value,
+        "params": dumps(dict(params)),
+        "trace_id": trace_id or str(uuid.uuid4()),
+        "labels": dumps(dict(labels or {})),
+        "callback_url": callback_url,
+        "then_steps": dumps([dict(step) for step in then or ()]),
+        "parent_job_id": parent_job_id,
+    }
+
+
+def created_transition_row(job_id: str, now: float) -> dict[str, Any]:
+    """The first history row of a job: created in ``queued`` (``INSERT_TRANSITION_SQL``)."""
+    return {
+        "job_id": job_id, "from_state": None, "to_state": JobState.QUEUED.value,
+        "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
+        "reason": "created", "payload": None, "delivery_id": None,
+        "received_at": now, "recorded_at": now,
+    }
+
+
+def delivery_row(*, body: bytes, headers: Mapping[str, str], outcome: DeliveryOutcome,
+                 received_at: float, video_id: int | None, job_id: str | None,
+                 nonce: str | None, timestamp: float | None,
+                 error: str | None) -> dict[str, Any]:
+    """The values of a webhook delivery's row (``INSERT_DELIVERY_SQL``); credential headers
+    are dropped."""
+    return {
+        "received_at": received_at, "outcome": DeliveryOutcome(outcome).value,
+        "video_id": video_id, "job_id": job_id, "nonce": nonce, "timestamp": timestamp,
+        "headers": dumps(planning.safe_headers(headers)), "body": bytes(body), "error": error,
+    }

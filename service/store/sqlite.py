@@ -23,7 +23,6 @@ import logging
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Final, Self, Unpack
 
 from sqlite_utils import Database
 
-from service.lifecycle import JobState, Outcome, TransitionSource
+from service.lifecycle import JobState, TransitionSource
 from service.store import migrations, planning, records
 from service.store.base import (
     DeliveryOutcome,
@@ -57,7 +56,6 @@ from service.store.errors import (
     TaskNotFoundError,
     TaskStateError,
 )
-from service.store.ids import new_job_id
 from service.store.threads import DEFAULT_MAX_BATCH, ReaderPool, WriterStats, WriterThread
 
 logger = logging.getLogger(__name__)
@@ -185,7 +183,6 @@ VALUES (:id, :run_attempt, :outcome, :error, :started_at, :now)
 """
 
 _UPDATABLE: Final = records.UPDATABLE_JOB_FIELDS
-_dumps = records.dumps
 _check_limit = records.check_limit
 _job = records.job
 _transition = records.transition
@@ -335,27 +332,14 @@ class SQLiteStore:
         then: Sequence[Mapping[str, Any]] | None = None,
         parent_job_id: str | None = None,
     ) -> Job:
-        values = {
-            "id": new_job_id(),
-            "kind": kind,
-            "state": JobState.QUEUED.value,
-            "params": _dumps(dict(params)),
-            "trace_id": trace_id or str(uuid.uuid4()),
-            "labels": _dumps(dict(labels or {})),
-            "callback_url": callback_url,
-            "then_steps": _dumps([dict(step) for step in then or ()]),
-            "parent_job_id": parent_job_id,
-        }
+        values = records.new_job_row(kind=kind, params=params, trace_id=trace_id, labels=labels,
+                                     callback_url=callback_url, then=then,
+                                     parent_job_id=parent_job_id)
 
         def op(db: Database) -> Job:
             now = self._clock()
             db.execute(INSERT_JOB_SQL, {**values, "now": now})
-            db.execute(INSERT_TRANSITION_SQL, {
-                "job_id": values["id"], "from_state": None, "to_state": JobState.QUEUED.value,
-                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
-                "reason": "created", "payload": None, "delivery_id": None,
-                "received_at": now, "recorded_at": now,
-            })
+            db.execute(INSERT_TRANSITION_SQL, records.created_transition_row(values["id"], now))
             job = _one_job(db, SELECT_JOB_SQL, [values["id"]])
             assert job is not None
             return job
@@ -620,12 +604,10 @@ class SQLiteStore:
         timestamp: float | None = None,
         error: str | None = None,
     ) -> WebhookDelivery:
-        values = {
-            "received_at": received_at, "outcome": DeliveryOutcome(outcome).value,
-            "video_id": video_id, "job_id": job_id, "nonce": nonce, "timestamp": timestamp,
-            "headers": _dumps(planning.safe_headers(headers)), "body": bytes(body),
-            "error": error,
-        }
+        values = records.delivery_row(body=body, headers=headers, outcome=outcome,
+                                      received_at=received_at, video_id=video_id,
+                                      job_id=job_id, nonce=nonce, timestamp=timestamp,
+                                      error=error)
 
         def op(db: Database) -> WebhookDelivery:
             return _delivery(_dicts(db.execute(INSERT_DELIVERY_SQL, values))[0])
@@ -645,7 +627,11 @@ class SQLiteStore:
         proposed: JobState,
         tasks_for: TaskPlanner | None = None,
     ) -> WebhookIngest:
-        safe_headers = _dumps(planning.safe_headers(headers))
+        # Built before the transaction: only the outcome and job id are learnt inside it.
+        delivery_values = records.delivery_row(
+            body=body, headers=headers, outcome=DeliveryOutcome.OK,
+            received_at=received_at, video_id=video_id, job_id=None, nonce=nonce,
+            timestamp=timestamp, error=None)
         proposed = JobState(proposed)
 
         def op(db: Database) -> WebhookIngest:
@@ -654,10 +640,8 @@ class SQLiteStore:
             job = _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
             outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
             delivery = _delivery(_dicts(db.execute(INSERT_DELIVERY_SQL, {
-                "received_at": received_at, "outcome": outcome.value, "video_id": video_id,
-                "job_id": job.id if job else None, "nonce": nonce, "timestamp": timestamp,
-                "headers": safe_headers, "body": bytes(body), "error": None,
-            }))[0])
+                **delivery_values, "outcome": outcome.value,
+                "job_id": job.id if job else None}))[0])
             if job is None:
                 return WebhookIngest(outcome, delivery, None)
             result = self._transition_in(
