@@ -9,33 +9,21 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import API_TOKEN, T2V
+from tests.support.processes import processes, until  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = 60
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -44,25 +32,14 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
-async def _until(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def _acknowledged(deliveries: list[dict[str, Any]]) -> set[str]:
     """Nonces of the attempts the service answered ``200 ok``."""
     return {attempt["nonce"] for delivery in deliveries for attempt in delivery["attempts"]
             if attempt["http_status"] == 200 and attempt["response_body"] == "ok"}
 
 
-async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
-                                                  processes: list[subprocess.Popen[bytes]]
-                                                  ) -> None:
+async def test_sigkill_mid_webhooks_loses_nothing(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:  # noqa: F811
     sim = SimulatorConfig(generation_seconds=0.6, time_compression=0.02)
     sim.accounts[DEFAULT_API_KEY].concurrency_limit = JOBS  # no 500044 waits
     port = free_port()
@@ -92,7 +69,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
                 return False
 
         processes.append(_start(env, port))
-        await _until(ready, "the service to start")
+        await until(ready, "the service to start")
         job_ids = []
         for i in range(JOBS):
             created = await http.post(f"{base}/api/jobs", headers=AUTH, json={
@@ -105,7 +82,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
             deliveries = (await http.get(f"{sim_url}/_sim/deliveries")).json()["deliveries"]
             return deliveries if len(_acknowledged(deliveries)) >= JOBS // 3 else None
 
-        await _until(some_acknowledged, "a third of the webhooks")
+        await until(some_acknowledged, "a third of the webhooks")
         processes[0].send_signal(signal.SIGKILL)  # mid-stream: more are arriving
         processes[0].wait(10)
         deliveries = (await http.get(f"{sim_url}/_sim/deliveries")).json()["deliveries"]
@@ -113,7 +90,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
         assert JOBS // 3 <= len(acknowledged) < JOBS, "the kill should land mid-stream"
 
         processes.append(_start(env, port))  # same port and database, as a restart would
-        await _until(ready, "the service to restart")
+        await until(ready, "the service to restart")
 
         async def all_done() -> list[dict[str, Any]] | None:
             page = (await http.get(f"{base}/api/jobs", headers=AUTH,
@@ -124,7 +101,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(tmp_path: Path,
                                                       for t in tasks))
             return tasks if finished else None
 
-        tasks = await _until(all_done, "every job and task to finish", timeout=60)
+        tasks = await until(all_done, "every job and task to finish", timeout=60)
         stats = (await http.get(f"{sim_url}/_sim/stats")).json()["keys"][DEFAULT_API_KEY]
 
     with sqlite3.connect(db) as conn:

@@ -8,17 +8,13 @@ once, every job's handler ran once to success, and nothing deadlocked.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +28,7 @@ from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY, ChaosConfig
 from tests.core.conftest import postgres_schema, postgres_server  # noqa: F401 - fixtures
 from tests.service.conftest import API_TOKEN, T2V
+from tests.support.processes import processes, until  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -63,33 +60,9 @@ class RoundRobin:
         await self._http.aclose()
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-async def _until(check: Any, what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 async def test_two_web_two_worker_replicas_on_postgres(
         postgres_schema: str, tmp_path: Path,  # noqa: F811
-        processes: list[subprocess.Popen[bytes]]) -> None:
+        processes: list[subprocess.Popen[bytes]]) -> None:  # noqa: F811
     sim = SimulatorConfig(generation_seconds=0.5, time_compression=0.01,
                           chaos=ChaosConfig(seed=5, webhook_duplicate_rate=0.33))
     sim.accounts[DEFAULT_API_KEY].concurrency_limit = JOBS
@@ -121,7 +94,7 @@ async def test_two_web_two_worker_replicas_on_postgres(
             except httpx.TransportError:
                 return False
 
-        await _until(up, "the web processes", 30)
+        await until(up, "the web processes", timeout=30, interval=0.2)
         balancer = RoundRobin(webs)
         async with running_server(balancer.app) as front, \
                 contextlib.aclosing(balancer):
@@ -136,7 +109,7 @@ async def test_two_web_two_worker_replicas_on_postgres(
                                        params={"state": "succeeded", "limit": "200"})).json()
                 return len(page["tasks"]) >= 100
 
-            await _until(halfway, "the first downloads", 60)
+            await until(halfway, "the first downloads", timeout=60, interval=0.2)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(10)
 
@@ -153,7 +126,8 @@ async def test_two_web_two_worker_replicas_on_postgres(
                         and not any(line.startswith("pixhook_tasks{") for line in seen))
 
             try:
-                await _until(settled, "every job and download", 120)
+                await until(settled, "every job and download", timeout=120,
+                            interval=0.2)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}: {seen}") from None
             deliveries = (await http.get(f"{sim_url}/_sim/deliveries")).json()["deliveries"]

@@ -10,16 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import API_TOKEN, T2V
+from tests.support.processes import processes  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,23 +29,8 @@ def _procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip())
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-async def test_procfile_web_and_worker_processes(tmp_path: Path,
-                                                 processes: list[subprocess.Popen[bytes]]
-                                                 ) -> None:
+async def test_procfile_web_and_worker_processes(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:  # noqa: F811
     procfile = _procfile()
     assert set(procfile) == {"web", "worker"}
     sim = SimulatorConfig(generation_seconds=0.3)
