@@ -135,7 +135,11 @@ def verify(
             f"{TIMESTAMP_HEADER} is outside the {tolerance_seconds:g} s window"
         )
     payload = _load_flat_object(body)
-    candidates = {canonical_query(payload), canonical_query(payload, sort_keys=False)}
+    # Sorted keys first (what PixVerse sends), so the usual webhook costs one HMAC per secret;
+    # insertion order only when it spells a different string.
+    candidates = [canonical_query(payload)]
+    if (unsorted := canonical_query(payload, sort_keys=False)) != candidates[0]:
+        candidates.append(unsorted)
     expected = signature.encode()
     for secret in secrets_:
         for canonical in candidates:
