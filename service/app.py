@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from service.api import JobsAPI, TasksAPI
-from service.dashboard import dashboard_middleware, dashboard_routes
+from service.dashboard import dashboard_routes
 from service.health import HealthAPI
 from service.openapi import routes as openapi_routes
 from service.media import MediaLinks
@@ -58,7 +58,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                        runner=services.runner if run_background else None).routes(),
             *dashboard_routes(services),
         ],
-        middleware=dashboard_middleware(settings),
         lifespan=lifespan,
     )
     app.state.services = services

@@ -7,10 +7,9 @@
 * ``GET  /events``               server-sent events behind the live updates
 * ``/static/dashboard/...``      the stylesheet and the script (no build step)
 
-Wire it into an app with::
-
-    Starlette(routes=[..., *dashboard_routes(services)],
-              middleware=dashboard_middleware(settings))
+Wire it into an app with ``Starlette(routes=[..., *dashboard_routes(services)])``. The
+session middleware wraps the dashboard's own routes only: webhooks, ``/api`` and ``/media``
+never pay for reading a session cookie they do not use.
 """
 
 from __future__ import annotations
@@ -36,14 +35,20 @@ def dashboard_routes(services: Services) -> list[BaseRoute]:
     credits = CreditsBook(services.store)
     pages = DashboardPages(services.settings, services.store, credits)
     events = LiveEvents(services.settings, services.store, credits)
+    session = dashboard_middleware(services.settings)
     return [
-        Route("/", pages.jobs, methods=["GET"], name="dashboard:jobs"),
-        Route("/jobs/{job_id}", pages.job, methods=["GET"], name="dashboard:job"),
+        Route("/", pages.jobs, methods=["GET"], name="dashboard:jobs", middleware=session),
+        Route("/jobs/{job_id}", pages.job, methods=["GET"], name="dashboard:job",
+              middleware=session),
         Route("/tasks/{task_id:int}/retry", pages.retry_task, methods=["POST"],
-              name="dashboard:retry"),
-        Route("/login", pages.login_form, methods=["GET"], name="dashboard:login_form"),
-        Route("/login", pages.login, methods=["POST"], name="dashboard:login"),
-        Route("/logout", pages.logout, methods=["POST"], name="dashboard:logout"),
-        Route("/events", events.endpoint, methods=["GET"], name="dashboard:events"),
+              name="dashboard:retry", middleware=session),
+        Route("/login", pages.login_form, methods=["GET"], name="dashboard:login_form",
+              middleware=session),
+        Route("/login", pages.login, methods=["POST"], name="dashboard:login",
+              middleware=session),
+        Route("/logout", pages.logout, methods=["POST"], name="dashboard:logout",
+              middleware=session),
+        Route("/events", events.endpoint, methods=["GET"], name="dashboard:events",
+              middleware=session),
         Mount(STATIC_PATH, app=StaticFiles(directory=STATIC_DIR), name="dashboard:static"),
     ]

@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.middleware.sessions import SessionMiddleware
 
 from service.app import create_app
-from service.dashboard import dashboard_middleware, dashboard_routes
+from service.dashboard import dashboard_routes
 from service.registry import HandlerSet
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import API_TOKEN, T2V, Stack, stack
@@ -36,8 +35,6 @@ def dashboard_app(stack: Stack, handler_set: HandlerSet | None = None, *,
     app = create_app(settings, handlers=handler_set, run_background=run_background)
     if not any(getattr(route, "name", None) == "dashboard:jobs" for route in app.routes):
         app.router.routes.extend(dashboard_routes(app.state.services))
-    if not any(m.cls is SessionMiddleware for m in app.user_middleware):
-        app.user_middleware[:0] = dashboard_middleware(settings)
     return app
 
 
