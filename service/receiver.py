@@ -73,19 +73,22 @@ class WebhookReceiver:
         secrets = self._settings.webhook_secrets
         if not secrets:
             return "unconfigured", _answer(503, "PIXVERSE_WEBHOOK_SECRET is not set")
+        # One plain dict (ASGI names are lower-case already): Starlette's Headers scans its list
+        # on every lookup, and this path looks up several and stores them all.
+        headers = dict(request.headers.items())
         limit = self._settings.webhook_max_bytes
-        declared = request.headers.get("content-length", "")
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return "too_large", _answer(413, f"body over {limit} bytes")
         body = await _read_limited(request, limit)
         if body is None:
             return "too_large", _answer(413, f"body over {limit} bytes")
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             return "wrong_content_type", _answer(415, "content type must be application/json")
         received_at = self._clock()
         try:
-            event = signature.verify(body, request.headers, secrets,
+            event = signature.verify(body, headers, secrets,
                                      tolerance_seconds=self._settings.webhook_tolerance,
                                      now=received_at)
         except MalformedPayloadError as exc:
@@ -100,7 +103,7 @@ class WebhookReceiver:
             return "malformed", _answer(400, str(exc))
         try:
             ingest = await self._store.ingest_webhook(
-                body=body, headers=dict(request.headers), nonce=event.nonce,
+                body=body, headers=headers, nonce=event.nonce,
                 timestamp=event.timestamp, received_at=received_at, video_id=video_id,
                 proposed=proposed, tasks_for=self._tasks_for,
             )

@@ -1,7 +1,8 @@
 """The SQLite store (sqlite-utils), pixhook's embedded default.
 
-Connections: one write connection owned by a :class:`~service.store.threads.WriterThread`
-(group commit), plus read connections on a :class:`~service.store.threads.ReaderPool`. An
+Connections: one write connection owned by a :class:`~service.store.writer.LoopWriter`
+(group commit on the event loop, checkpoints on a thread of their own), plus read connections
+on a :class:`~service.store.threads.ReaderPool`. An
 in-memory database (``:memory:``) exists only inside its one connection, so there the writer
 serves reads as well.
 
@@ -56,7 +57,8 @@ from service.store.errors import (
     TaskNotFoundError,
     TaskStateError,
 )
-from service.store.threads import DEFAULT_MAX_BATCH, ReaderPool, WriterStats, WriterThread
+from service.store.threads import ReaderPool
+from service.store.writer import DEFAULT_MAX_BATCH, LoopWriter, WriterStats
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ INSERT_DELIVERY_SQL: Final = (
     f"VALUES ({', '.join(':' + name for name in _DELIVERY_INSERT_FIELDS)}) "
     f"RETURNING {_DELIVERY_COLUMNS}"
 )
+INSERT_DELIVERY_ROW_SQL: Final = INSERT_DELIVERY_SQL.partition(" RETURNING ")[0]
 CLAIM_NONCE_SQL: Final = (
     "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
     "ON CONFLICT (nonce) DO NOTHING"
@@ -226,7 +229,11 @@ class SQLiteStore:
         self.memory = self.path == MEMORY
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._clock = clock
-        self._writer = WriterThread(self._connect_writer, setup=self._setup, max_batch=max_batch)
+        self._writer = LoopWriter(
+            self._connect_writer, setup=self._setup, max_batch=max_batch,
+            busy_timeout=busy_timeout,
+            checkpoint=None if self.memory else self._connect_checkpointer,
+        )
         self._readers = None if self.memory else ReaderPool(self._connect_reader,
                                                             max_workers=readers)
         self._open = False
@@ -288,12 +295,17 @@ class SQLiteStore:
         return db
 
     def _connect_writer(self) -> Database:
-        db = self._connection(check_same_thread=True)
+        # Opened on a thread by LoopWriter.start, then used on the event loop only.
+        db = self._connection(check_same_thread=False)
         if not self.memory:
             db.enable_wal()
         # With WAL, NORMAL skips the fsync per commit but stays crash-safe (module docstring).
         db.execute("PRAGMA synchronous = NORMAL")
+        if os.environ.get("X_CACHE"): db.execute(f"PRAGMA cache_size = -{os.environ['X_CACHE']}")
         return db
+
+    def _connect_checkpointer(self) -> Database:
+        return self._connection(check_same_thread=True)
 
     def _connect_reader(self) -> Database:
         # Closed by the pool from another thread at shutdown, hence check_same_thread=False.
@@ -639,9 +651,10 @@ class SQLiteStore:
                 return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
             job = _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
             outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
-            delivery = _delivery(_dicts(db.execute(INSERT_DELIVERY_SQL, {
-                **delivery_values, "outcome": outcome.value,
-                "job_id": job.id if job else None}))[0])
+            values = {**delivery_values, "outcome": outcome.value,
+                      "job_id": job.id if job else None}
+            delivery_id = db.execute(INSERT_DELIVERY_ROW_SQL, values).lastrowid
+            delivery = _delivery({**values, "id": delivery_id})
             if job is None:
                 return WebhookIngest(outcome, delivery, None)
             result = self._transition_in(
