@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from service.pixverse import errors
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import T2V, Stack
 
@@ -76,7 +79,11 @@ async def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
         assert (bad_state.status_code, bad_state.json()["field"]) == (422, "state")
 
 
-async def test_pixverse_concurrency_limit_keeps_jobs_queued(stack: Stack) -> None:
+async def test_pixverse_concurrency_limit_keeps_jobs_queued(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PixVerse sends no Retry-After with 500044; the 5 s default would make this test wait.
+    monkeypatch.setattr(errors, "DEFAULT_CONCURRENCY_RETRY_AFTER", 0.5)
     stack.sim.accounts[DEFAULT_API_KEY].concurrency_limit = 2
     stack.sim.generation_seconds = 0.4
     async with stack.service():
