@@ -545,7 +545,7 @@ class SQLiteStore:
         tasks_for: TaskPlanner | None,
         delivery_id: int | None,
     ) -> TransitionResult:
-        """The body of :meth:`apply_transition`, run on the writer thread inside a transaction
+        """The body of :meth:`apply_transition`, run by the writer inside a transaction
         that callers may extend (see :meth:`ingest_webhook`)."""
         step = planning.step_transition(job, proposed, now=self._clock(),
                                         received_at=received_at)

@@ -10,9 +10,9 @@ disturb its batch-mates.
 
 Why on the loop and not on a writer thread: pixhook's writes are short statements whose cost is
 mostly Python (binding, building records), which holds the GIL on any thread. Handing each one
-to a thread added the handoffs on top: in ``scripts/bench_ingest`` a writer thread cost about
-700 us of CPU per webhook against about 420 us on the loop (docs/benchmarks.md). What could
-block the loop for long is kept off it:
+to a thread added the handoffs on top: measured with ``scripts/profile_ingest``, a writer
+thread cost 713-786 us of CPU per webhook against 420-550 us on the loop (docs/benchmarks.md).
+What could block the loop for long is kept off it:
 
 * **Waiting for the write lock.** Another process (``pixhook worker`` beside ``pixhook web``)
   may hold it. The connection's busy timeout is 0 while serving; a busy ``BEGIN IMMEDIATE`` is
