@@ -57,6 +57,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _one_or_more(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 def _boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -134,6 +141,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "Seconds after submission when an unfinished job is marked failed.", _seconds),
     Setting("PIXHOOK_RECONCILE_INTERVAL", 5.0,
             "Seconds between reconciler passes.", _seconds),
+    Setting("PIXHOOK_RECONCILE_CONCURRENCY", 8,
+            "Status calls one reconciler pass makes at once (a backlog of overdue jobs after a "
+            "webhook outage clears this many times faster).", _one_or_more),
     Setting("PIXHOOK_URL", "http://127.0.0.1:8000",
             "Where the pixhook CLI finds the service (its /api), for submit, status, jobs..."),
     # -- handlers and their task queue ------------------------------------------------------
@@ -212,6 +222,7 @@ class Settings:
     webhook_grace: float = 300.0
     poll_deadline: float = 6 * 3600.0
     reconcile_interval: float = 5.0
+    reconcile_concurrency: int = 8
     url: str = "http://127.0.0.1:8000"
     handlers: tuple[str, ...] = ("download", "slack", "followup", "forward")
     task_max_attempts: int = 8
