@@ -327,6 +327,9 @@ class PostgresStore:
             self.conninfo, connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={"row_factory": dict_row}, min_size=self.min_size, max_size=self.max_size,
             open=False, configure=_configure, timeout=self._pool_timeout, name="pixhook",
+            # An empty query before each checkout: a connection the server dropped (restart,
+            # failover, idle timeout) is replaced instead of failing the caller's operation.
+            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=True, timeout=self._open_timeout)

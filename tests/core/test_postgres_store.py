@@ -285,3 +285,23 @@ async def test_fake_clock_and_exact_values_round_trip(postgres_schema: str,
         assert job.created_at == clock.now
         assert list(job.params) == ["z", "a"] and list(job.labels) == ["b", "a"]
         assert await store.get_job(job.id) == job
+
+
+@pytest.mark.postgres
+async def test_connections_the_server_dropped_are_replaced(postgres_schema: str) -> None:
+    """A database restart or failover drops every connection; the next operations work."""
+    name = f"pixhook_test_{time.monotonic_ns()}"
+    separator = "&" if "?" in postgres_schema else "?"
+    async with PostgresStore(f"{postgres_schema}{separator}application_name={name}",
+                             min_size=2) as store:
+        first = await store.create_job(kind="k", params={})
+        with psycopg.connect(postgres_schema, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s) AS t", [name]).fetchone()
+        assert killed is not None and killed[0] >= 2  # the pool's and the listener's
+        # Every pooled connection is dead now; each operation still succeeds.
+        for _ in range(4):
+            job = await store.get_job(first.id)
+            assert job is not None and job.id == first.id
+        assert (await store.create_job(kind="k", params={})).id != first.id
