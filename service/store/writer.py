@@ -202,6 +202,15 @@ class LoopWriter:
         self._flushing = True
         try:
             self._run(db, batch)
+        except BaseException as exc:
+            # Not an operation's ordinary failure (those are answered in _run) but something
+            # like KeyboardInterrupt inside one: leave no transaction open, no caller waiting.
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            lost = StorageError(f"write interrupted: {exc!r}")
+            for request in batch:
+                _settle(request.future, lost, None)
+            raise
         finally:
             self._flushing = False
         if self._pending:

@@ -237,3 +237,26 @@ async def test_reader_pool_reads_off_the_loop(writer: LoopWriter, tmp_path: Path
     await pool.close()
     with pytest.raises(StoreClosedError):
         await pool.run(lambda db: None)
+
+
+async def test_an_interrupted_batch_leaves_no_transaction_and_no_caller_waiting(
+    writer: LoopWriter, tmp_path: Path
+) -> None:
+    class Interrupt(BaseException):
+        """Not an Exception, like KeyboardInterrupt (which would stop the test run itself)."""
+
+    def interrupt(db: Database) -> None:
+        db.execute("INSERT INTO t (v) VALUES ('half')")
+        raise Interrupt
+
+    loop = asyncio.get_running_loop()
+    seen: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context["exception"]))
+    try:
+        results = await run_batch(writer, [insert("a"), interrupt])
+    finally:
+        loop.set_exception_handler(None)
+    assert all(isinstance(r, StorageError) and "interrupted" in str(r) for r in results)
+    assert seen and isinstance(seen[0], Interrupt)  # reported, not swallowed
+    assert await writer.submit(insert("after")) == 1  # the rolled-back ids are free again
+    assert values(tmp_path / "t.db") == {"after"}
