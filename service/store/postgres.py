@@ -25,9 +25,11 @@ at once, so each guarantee rests on a lock or a constraint instead:
   follows finds it (the order SQLite's single writer gives).
 
 Waking workers: a transaction that queues or revives a task also runs ``NOTIFY
-pixhook_tasks``; each store keeps one connection outside the pool that ``LISTEN``\\ s, so
-:meth:`~PostgresStore.wait_for_tasks` returns as soon as any process commits new work. The
-caller's timeout still bounds the wait if a notification is lost (the listener reconnects).
+"pixhook_tasks:<schema>"``; each store keeps one connection outside the pool that
+``LISTEN``\\ s, so :meth:`~PostgresStore.wait_for_tasks` returns as soon as any process commits
+new work. Channels are per database, not per schema, hence the schema in the name: deployments
+sharing a database in separate schemas do not wake each other. The caller's timeout still
+bounds the wait if a notification is lost (the listener reconnects).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from types import TracebackType
 from typing import Any, Final, LiteralString, Self, Unpack
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
@@ -84,7 +87,7 @@ DEFAULT_POOL_MAX_SIZE: Final = 10
 DEFAULT_OPEN_TIMEOUT_SECONDS: Final = 30.0
 #: How long a method waits for a free pooled connection, in seconds.
 DEFAULT_POOL_TIMEOUT_SECONDS: Final = 30.0
-#: The NOTIFY channel that says "tasks may be due".
+#: The NOTIFY channel that says "tasks may be due", before ":<schema>" is added.
 TASKS_CHANNEL: Final = "pixhook_tasks"
 #: How long the listener waits before reconnecting after losing its connection, in seconds.
 LISTEN_RETRY_SECONDS: Final = 1.0
@@ -132,7 +135,6 @@ UPDATE jobs SET state = %(state)s, state_changed_at = %(changed_at)s,
 WHERE id = %(id)s
 """
 TOUCH_JOB_SQL: Final = "UPDATE jobs SET last_event_at = %(event_at)s WHERE id = %(id)s"
-NOTIFY_SQL: Final = f"NOTIFY {TASKS_CHANNEL}"
 _DELIVERY_FIELDS: Final = ("received_at", "outcome", "video_id", "job_id", "nonce",
                            "timestamp", "headers", "body", "error")
 INSERT_DELIVERY_SQL: Final = (
@@ -267,6 +269,11 @@ def _masked(conninfo: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def _channel_statement(verb: str, schema: str) -> sql.Composed:
+    """``NOTIFY`` or ``LISTEN`` on this schema's task channel."""
+    return sql.SQL(verb + " {}").format(sql.Identifier(f"{TASKS_CHANNEL}:{schema}"))
+
+
 async def _configure(conn: Connection) -> None:
     # JSON columns come back as their text and go through the same json.loads as SQLite's.
     conn.adapters.register_loader("json", TextLoader)
@@ -306,6 +313,9 @@ class PostgresStore:
         self._clock = clock
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._listener: asyncio.Task[None] | None = None
+        # Set again at open(), once the schema is known (see the module docstring).
+        self._notify_sql = _channel_statement("NOTIFY", "public")
+        self._listen_sql = _channel_statement("LISTEN", "public")
         self._open = False
         #: Operations under way, so close() can let them finish.
         self._busy = 0
@@ -335,6 +345,10 @@ class PostgresStore:
             await pool.open(wait=True, timeout=self._open_timeout)
             async with pool.connection() as conn:
                 applied = await pg_migrations.migrate(conn)
+                row = await (await conn.execute("SELECT current_schema() AS name")).fetchone()
+            schema = row["name"] if row else "public"
+            self._notify_sql = _channel_statement("NOTIFY", schema)
+            self._listen_sql = _channel_statement("LISTEN", schema)
             listening = await self._connect_listener()
         except BaseException as exc:
             await pool.close()
@@ -411,7 +425,7 @@ class PostgresStore:
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         try:
-            await conn.execute(NOTIFY_SQL.replace("NOTIFY", "LISTEN", 1))
+            await conn.execute(self._listen_sql)
         except BaseException:
             await conn.close()
             raise
@@ -655,7 +669,7 @@ class PostgresStore:
             assert task_row is not None
             tasks.append(records.task(task_row))
         if tasks:
-            await conn.execute(NOTIFY_SQL)
+            await conn.execute(self._notify_sql)
         return TransitionResult(decision, after, transition, tuple(tasks))
 
     async def list_transitions(self, job_id: str) -> list[Transition]:
@@ -804,7 +818,7 @@ class PostgresStore:
                     "error": error, "started_at": started_at, "now": now,
                 })
             if notify:
-                await conn.execute(NOTIFY_SQL)
+                await conn.execute(self._notify_sql)
         if notify:
             self._tasks_ready.set()
         return task
@@ -851,7 +865,7 @@ class PostgresStore:
                     raise TaskNotFoundError(task_id)
                 raise TaskStateError(
                     f"task {task_id} is {state['state']}; only dead tasks can be retried")
-            await conn.execute(NOTIFY_SQL)
+            await conn.execute(self._notify_sql)
         self._tasks_ready.set()
         return records.task(row)
 

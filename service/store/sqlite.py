@@ -66,6 +66,8 @@ MEMORY: Final = ":memory:"
 #: How long a write waits for another process's lock before failing, in seconds.
 DEFAULT_BUSY_TIMEOUT_SECONDS: Final = 5.0
 DEFAULT_READERS: Final = 4
+#: The WAL file is truncated back to this size when it is reset after a checkpoint.
+WAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
 #: Oldest SQLite with STRICT tables (3.37) and RETURNING (3.35).
 MIN_SQLITE_VERSION: Final = (3, 37, 0)
 MAX_PAGE_SIZE: Final = records.MAX_PAGE_SIZE
@@ -292,6 +294,8 @@ class SQLiteStore:
         db = Database(conn, recursive_triggers=False, execute_plugins=False)
         db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         db.execute("PRAGMA foreign_keys = ON")
+        # After a burst the WAL file would keep its largest size; shrink it back on reset.
+        db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         return db
 
     def _connect_writer(self) -> Database:

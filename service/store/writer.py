@@ -20,7 +20,8 @@ What could block the loop for long is kept off it:
   :class:`~service.store.errors.StorageError` once ``busy_timeout`` has passed.
 * **Checkpoints**, which copy the WAL into the database file and fsync it. Automatic
   checkpoints are off on this connection; :class:`Checkpointer` runs them on its own thread and
-  connection (``PASSIVE``, so it never waits for, nor blocks, the writer).
+  connection (``PASSIVE``, or ``RESTART`` once the WAL is long, during which the writer's
+  batches wait by retrying, as for any other lock holder).
 * **Connecting and migrating** happen on a thread at :meth:`LoopWriter.start`.
 
 With WAL and ``synchronous=NORMAL`` a commit does not fsync, so what is left on the loop is the
@@ -54,6 +55,11 @@ BUSY_RETRY_FIRST: Final = 0.001
 BUSY_RETRY_MAX: Final = 0.05
 #: How often the checkpointer looks for committed pages to copy into the database file.
 CHECKPOINT_INTERVAL: Final = 1.0
+#: WAL frames (pages) past which a checkpoint also restarts the log: 16 MiB of 4 KiB pages.
+RESTART_FRAMES: Final = 4096
+#: How long a RESTART checkpoint keeps trying for the lock, and its pause between tries.
+RESTART_WAIT: Final = 2.0
+RESTART_RETRY: Final = 0.0005
 
 
 @dataclass(slots=True)
@@ -186,6 +192,11 @@ class LoopWriter:
         db = self._db
         if db is None or not self._pending:
             self._became_idle()
+            return
+        if self.checkpointer is not None and self.checkpointer.wants_lock:
+            # A RESTART checkpoint is waiting for the lock; let it in (a few milliseconds).
+            self._flush_scheduled = True
+            loop.call_later(BUSY_RETRY_FIRST, self._flush, loop, busy_since)
             return
         try:
             db.conn.execute("BEGIN IMMEDIATE")
@@ -323,18 +334,30 @@ class Checkpointer:
     a reader still needs stays in the WAL until the next pass. The writer calls
     :meth:`committed`; a pass runs at most every :data:`CHECKPOINT_INTERVAL` seconds and only
     after something was committed.
+
+    Under writes that never pause, a passive pass never catches up with the end of the WAL, so
+    SQLite never starts the log over and the file grows without bound (hundreds of MB in a
+    minute of ``bench_ingest``). Once the WAL holds more than ``restart_frames`` frames, a pass
+    is a ``RESTART`` checkpoint instead: it takes the write lock for the moment it needs (the
+    writer on the loop retries meanwhile, it does not block) and lets the next write start the
+    log from the beginning; ``journal_size_limit`` then shrinks the file.
     """
 
     def __init__(self, connect: Callable[[], Database], *,
-                 interval: float = CHECKPOINT_INTERVAL) -> None:
+                 interval: float = CHECKPOINT_INTERVAL,
+                 restart_frames: int = RESTART_FRAMES) -> None:
         self._connect = connect
         self._interval = interval
+        self._restart_frames = restart_frames
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Passes run and WAL frames copied so far (for tests and benchmarks).
+        #: Set while a RESTART checkpoint waits for the write lock: the writer defers batches.
+        self.wants_lock = False
+        #: Passes run, WAL frames copied and RESTART checkpoints so far (tests, benchmarks).
         self.passes = 0
         self.frames = 0
+        self.restarts = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pixhook-sqlite-checkpoint",
@@ -353,6 +376,7 @@ class Checkpointer:
     def _run(self) -> None:
         try:
             db = self._connect()
+            db.execute("PRAGMA busy_timeout = 0")  # _restart retries; never sleep in SQLite
         except Exception:  # noqa: BLE001 -- the WAL then grows until the next start
             logger.exception("the checkpointer could not connect; the WAL will not be "
                              "checkpointed", extra={"action": "store_checkpoint_failed"})
@@ -371,11 +395,37 @@ class Checkpointer:
 
     def _checkpoint(self, db: Database) -> None:
         try:
-            row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _, log_frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log_frames > self._restart_frames and self._restart(db):
+                self.restarts += 1
         except sqlite3.Error:
             logger.warning("WAL checkpoint failed; retrying on the next pass", exc_info=True,
                            extra={"action": "store_checkpoint_failed"})
             return
         self.passes += 1
-        if row is not None and row[2] > 0:
-            self.frames += row[2]
+        self.frames += max(0, copied)
+
+    def _restart(self, db: Database) -> bool:
+        """A RESTART checkpoint, with the writer holding back meanwhile; True if it ran.
+
+        The writer on the loop starts a batch the moment the last one commits, so waiting for
+        a gap (SQLite's busy handler) could wait forever; instead ``wants_lock`` asks the
+        writer to defer its next batch, and the checkpoint is retried until it gets in."""
+        self.wants_lock = True
+        try:
+            deadline = time.monotonic() + RESTART_WAIT
+            while not self._stopping.is_set():
+                try:
+                    busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    busy = 1
+                if not busy:
+                    return True
+                if time.monotonic() > deadline:  # a long reader, say: next pass
+                    return False
+                time.sleep(RESTART_RETRY)
+            return False
+        finally:
+            self.wants_lock = False

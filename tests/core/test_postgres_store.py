@@ -29,7 +29,7 @@ from service.store import (
     sqlite_path_from_url,
 )
 from service.store.postgres import PostgresStore
-from tests.core.conftest import FakeClock
+from tests.core.conftest import FakeClock, with_search_path
 
 WEBHOOK = TransitionSource.WEBHOOK
 
@@ -273,6 +273,28 @@ async def test_a_task_queued_elsewhere_wakes_a_waiting_store(
     started = time.monotonic()
     await worker.wait_for_tasks(0.3)
     assert time.monotonic() - started >= 0.25
+
+
+@pytest.mark.postgres
+async def test_a_deployment_in_another_schema_does_not_wake_this_one(
+        replicas: tuple[PostgresStore, PostgresStore], postgres_server: str) -> None:
+    """NOTIFY channels are per database; each schema has its own channel."""
+    worker, _ = replicas
+    other_schema = f"t_other_{time.monotonic_ns()}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {other_schema}")
+    try:
+        async with PostgresStore(with_search_path(postgres_server, other_schema)) as other:
+            await worker.wait_for_tasks(0)  # start from a cleared event
+            job = await other.create_job(kind="text_to_video", params={})
+            await other.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
+                                         tasks_for=download)
+            started = time.monotonic()
+            await worker.wait_for_tasks(0.5)
+            assert time.monotonic() - started >= 0.45  # not woken by the other schema
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {other_schema} CASCADE")
 
 
 @pytest.mark.postgres

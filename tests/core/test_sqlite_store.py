@@ -58,11 +58,12 @@ async def test_open_configures_sqlite(sqlite_store: SQLiteStore, db_path: Path) 
     # Per-connection settings, checked on the store's own write connection.
     pragmas = await sqlite_store._write(lambda db: [
         db.execute(f"PRAGMA {name}").fetchone()[0]
-        for name in ("foreign_keys", "busy_timeout", "synchronous", "wal_autocheckpoint")
+        for name in ("foreign_keys", "busy_timeout", "synchronous", "wal_autocheckpoint",
+                     "journal_size_limit")
     ])
     # busy_timeout 0: the writer retries a busy lock on the loop instead of sleeping in SQLite;
     # wal_autocheckpoint 0: checkpoints run on the checkpointer's thread.
-    assert pragmas == [1, 0, 1, 0]
+    assert pragmas == [1, 0, 1, 0, 64 * 1024 * 1024]
 
 
 def test_migrations_run_twice_are_harmless(db_path: Path) -> None:

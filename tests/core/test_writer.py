@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from service.store.errors import ConstraintError, StorageError, StoreClosedError
 from service.store.threads import ReaderPool
-from service.store.writer import LoopWriter
+from service.store.writer import Checkpointer, LoopWriter
 
 
 def connector(path: Path) -> Callable[[], Database]:
@@ -260,3 +260,34 @@ async def test_an_interrupted_batch_leaves_no_transaction_and_no_caller_waiting(
     assert seen and isinstance(seen[0], Interrupt)  # reported, not swallowed
     assert await writer.submit(insert("after")) == 1  # the rolled-back ids are free again
     assert values(tmp_path / "t.db") == {"after"}
+
+
+async def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """Passive checkpoints alone never catch up with a writer that never pauses, and the WAL
+    grows without bound; past ``restart_frames`` the checkpointer restarts the log."""
+    path = tmp_path / "t.db"
+    writer = make_writer(path)
+    def checkpoint_connection() -> Database:
+        db = connector(path)()
+        db.execute("PRAGMA busy_timeout = 5000")  # as the store's: RESTART waits for a batch
+        return db
+
+    writer.checkpointer = Checkpointer(checkpoint_connection, interval=0.02,
+                                       restart_frames=100)
+    await writer.start()
+    page = "x" * 4000  # about one page per row
+    batches = 0
+    largest_wal = 0
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            await run_batch(writer, [insert(f"{batches}-{i}-{page}") for i in range(10)])
+            batches += 1
+            largest_wal = max(largest_wal, (tmp_path / "t.db-wal").stat().st_size)
+    finally:
+        await writer.stop()
+    assert writer.checkpointer.restarts >= 1
+    written = batches * 10 * 4096  # at least this much went through the WAL
+    assert written > 8 * 1024 * 1024, "too few writes to tell"
+    assert largest_wal < written / 4, (largest_wal, written)
+    assert len(values(path)) == batches * 10
