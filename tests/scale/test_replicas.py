@@ -109,7 +109,7 @@ async def test_two_web_two_worker_replicas_on_postgres(
                                        params={"state": "succeeded", "limit": "200"})).json()
                 return len(page["tasks"]) >= 100
 
-            await until(halfway, "the first downloads", timeout=60, interval=0.2)
+            await until(halfway, "the first downloads", timeout=120, interval=0.2)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(10)
 
@@ -126,7 +126,7 @@ async def test_two_web_two_worker_replicas_on_postgres(
                         and not any(line.startswith("pixhook_tasks{") for line in seen))
 
             try:
-                await until(settled, "every job and download", timeout=120,
+                await until(settled, "every job and download", timeout=240,
                             interval=0.2)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}: {seen}") from None
