@@ -57,8 +57,11 @@ BUSY_RETRY_MAX: Final = 0.05
 CHECKPOINT_INTERVAL: Final = 1.0
 #: WAL frames (pages) past which a checkpoint also restarts the log: 16 MiB of 4 KiB pages.
 RESTART_FRAMES: Final = 4096
-#: How long a RESTART checkpoint keeps trying for the lock, and its pause between tries.
-RESTART_WAIT: Final = 2.0
+#: How long a RESTART checkpoint keeps trying, and its pause between tries. The writer holds
+#: its batches back meanwhile, so this is short: a reader on an old snapshot (a long scan)
+#: also blocks RESTART, and then the checkpoint gives up until the next pass rather than
+#: stall the writes.
+RESTART_WAIT: Final = 0.1
 RESTART_RETRY: Final = 0.0005
 
 

@@ -291,3 +291,31 @@ async def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path: Path)
     assert written > 8 * 1024 * 1024, "too few writes to tell"
     assert largest_wal < written / 4, (largest_wal, written)
     assert len(values(path)) == batches * 10
+
+
+async def test_a_long_reader_does_not_stall_the_writer_behind_a_restart(tmp_path: Path) -> None:
+    """A reader on an old snapshot blocks RESTART; the checkpointer gives up quickly instead of
+    holding the writer back."""
+    path = tmp_path / "t.db"
+    writer = make_writer(path)
+    writer.checkpointer = Checkpointer(connector(path), interval=0.02, restart_frames=10)
+    await writer.start()
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        await run_batch(writer, [insert(f"seed{i}-{'x' * 4000}") for i in range(20)])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot open
+        slowest = 0.0
+        deadline = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            await writer.submit(insert(f"w{i}-{'x' * 4000}"))
+            slowest = max(slowest, time.monotonic() - started)
+            i += 1
+        assert slowest < 0.5, slowest  # RESTART_WAIT is 0.1 s
+        assert writer.checkpointer.restarts == 0  # it could not, with the reader there
+        reader.execute("COMMIT")
+    finally:
+        reader.close()
+        await writer.stop()
