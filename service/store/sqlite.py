@@ -305,7 +305,6 @@ class SQLiteStore:
             db.enable_wal()
         # With WAL, NORMAL skips the fsync per commit but stays crash-safe (module docstring).
         db.execute("PRAGMA synchronous = NORMAL")
-        if os.environ.get("X_CACHE"): db.execute(f"PRAGMA cache_size = -{os.environ['X_CACHE']}")
         return db
 
     def _connect_checkpointer(self) -> Database:
