@@ -128,7 +128,6 @@ class LoopWriter:
         self._db: Database | None = None
         self._pending: list[_Request] = []
         self._flush_scheduled = False
-        self._flushing = False
         self._idle: asyncio.Event | None = None
         self.checkpointer = Checkpointer(checkpoint) if checkpoint is not None else None
         self.stats = WriterStats()
@@ -146,7 +145,7 @@ class LoopWriter:
                 if self.checkpointer is not None:
                     # Checkpoints run on the checkpointer's thread, never inside a COMMIT here.
                     db.execute("PRAGMA wal_autocheckpoint = 0")
-                # Never sleep inside SQLite on the loop; _begin retries instead.
+                # Never sleep inside SQLite on the loop; _flush retries a busy lock instead.
                 db.execute("PRAGMA busy_timeout = 0")
             except BaseException:
                 db.close()
@@ -169,7 +168,7 @@ class LoopWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Request(op, future))
-        if not self._flush_scheduled and not self._flushing:
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             # call_soon, not now: the other requests this loop turn has ready join the batch.
             loop.call_soon(self._flush, loop, None)
@@ -179,7 +178,7 @@ class LoopWriter:
         """Let queued operations commit, then close the connection."""
         if self._db is None:
             return
-        while self._pending or self._flushing or self._flush_scheduled:
+        while self._pending or self._flush_scheduled:
             assert self._idle is not None
             self._idle.clear()
             await self._idle.wait()
@@ -213,7 +212,6 @@ class LoopWriter:
             self._fail_pending(_wrap(exc))
             return
         batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
-        self._flushing = True
         try:
             self._run(db, batch)
         except BaseException as exc:
@@ -225,8 +223,6 @@ class LoopWriter:
             for request in batch:
                 _settle(request.future, lost, None)
             raise
-        finally:
-            self._flushing = False
         if self._pending:
             self._flush_scheduled = True
             loop.call_soon(self._flush, loop, None)
