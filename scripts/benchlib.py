@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -20,10 +21,12 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
 import httpx
 
 from service.lifecycle import JobState, TransitionSource
+from service.pixverse import signature
 from service.store import SQLiteStore
 from service.store.ids import new_job_id
 
@@ -152,6 +155,23 @@ def clone_jobs(db_path: Path, template_id: str,
         return ids
     finally:
         conn.close()
+
+
+#: The first video id of the ingest scripts' jobs; above 2**53 like PixVerse's (and the
+#: simulator's).
+VIDEO_ID_BASE: Final = 384_920_175_633_408_000
+
+
+def signed_done_webhook(secret: str, video_id: int, timestamp: int) -> tuple[dict[str, str],
+                                                                              bytes]:
+    """A status-1 PixVerse webhook for ``video_id``, with its own nonce: (signature headers,
+    body). What ``bench_ingest`` replays and ``profile_ingest`` drives in-process."""
+    body = json.dumps({
+        "id": str(video_id), "status": 1,
+        "url": f"https://media.pixverse.ai/pixverse/mp4/media/web/{video_id}.mp4",
+        "size": 4_194_304, "has_audio": False, "credits": 45,
+    }, separators=(",", ":")).encode()
+    return signature.sign_headers(secret, body, timestamp=timestamp, nonce=uuid.uuid4().hex), body
 
 
 def make_jobs(db_path: Path, rows: Sequence[tuple[int, str, float]]) -> list[str]:
