@@ -11,7 +11,9 @@ the process (the WAL is in the OS page cache); a power loss or kernel crash may 
 transactions before a checkpoint, but never corrupts the file. Losing the newest moments in a
 power cut is tolerable here: PixVerse re-sends webhooks and the reconciler re-polls.
 
-All SQL lives in this module; the rules it follows come from :mod:`service.lifecycle` and
+All SQL lives in this module, except the transition writes, which are set-based so that a
+batch of webhooks costs a few statements (:mod:`service.store.sqlite_ingest`, which also
+applies single transitions); the rules they follow come from :mod:`service.lifecycle` and
 :mod:`service.store.planning`, and rows become records in :mod:`service.store.records`, all
 shared with the PostgreSQL store (:mod:`service.store.postgres`).
 """
@@ -33,7 +35,7 @@ from typing import Any, Final, Self, Unpack
 from sqlite_utils import Database
 
 from service.lifecycle import JobState, TransitionSource
-from service.store import migrations, planning, records
+from service.store import migrations, planning, records, sqlite_ingest
 from service.store.base import (
     DeliveryOutcome,
     Job,
@@ -58,7 +60,7 @@ from service.store.errors import (
     TaskStateError,
 )
 from service.store.threads import ReaderPool
-from service.store.writer import DEFAULT_MAX_BATCH, LoopWriter, WriterStats
+from service.store.writer import DEFAULT_MAX_BATCH, LoopWriter, WriterStats, settle
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,9 @@ WAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
 #: Oldest SQLite with STRICT tables (3.37) and RETURNING (3.35).
 MIN_SQLITE_VERSION: Final = (3, 37, 0)
 MAX_PAGE_SIZE: Final = records.MAX_PAGE_SIZE
+#: Prepared statements each connection keeps: sqlite3's default 128, plus room for the
+#: set-based writes' chunk sizes (:mod:`service.store.sqlite_ingest`).
+STATEMENT_CACHE_SIZE: Final = 128 + sqlite_ingest.STATEMENT_TEXTS
 
 _JOB_COLUMNS: Final = records.JOB_COLUMNS
 _TRANSITION_COLUMNS: Final = records.TRANSITION_COLUMNS
@@ -90,11 +95,6 @@ INSERT INTO transitions (job_id, from_state, to_state, outcome, source, reason, 
 VALUES (:job_id, :from_state, :to_state, :outcome, :source, :reason, :payload,
         :delivery_id, :received_at, :recorded_at)
 """
-INSERT_TASK_SQL: Final = """
-INSERT INTO tasks (job_id, transition_id, handler, idempotency_key, state, run_after,
-                   created_at, updated_at)
-VALUES (:job_id, :transition_id, :handler, :idempotency_key, 'pending', :now, :now, :now)
-"""
 SELECT_JOB_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
 SELECT_JOB_BY_VIDEO_SQL: Final = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE video_id = ?"
 _DELIVERY_INSERT_FIELDS: Final = ("received_at", "outcome", "video_id", "job_id", "nonce",
@@ -104,7 +104,6 @@ INSERT_DELIVERY_SQL: Final = (
     f"VALUES ({', '.join(':' + name for name in _DELIVERY_INSERT_FIELDS)}) "
     f"RETURNING {_DELIVERY_COLUMNS}"
 )
-INSERT_DELIVERY_ROW_SQL: Final = INSERT_DELIVERY_SQL.partition(" RETURNING ")[0]
 CLAIM_NONCE_SQL: Final = (
     "INSERT INTO webhook_nonces (nonce, timestamp, claimed_at) VALUES (?, ?, ?) "
     "ON CONFLICT (nonce) DO NOTHING"
@@ -118,12 +117,6 @@ def _newest_first_sql(columns: str, table: str, where: list[str]) -> str:
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY id DESC LIMIT :limit"
     )
-APPLY_JOB_STATE_SQL: Final = """
-UPDATE jobs SET state = :state, state_changed_at = :changed_at, last_event_at = :event_at,
-                next_poll_at = NULL, updated_at = :now
-WHERE id = :id
-"""
-TOUCH_JOB_SQL: Final = "UPDATE jobs SET last_event_at = :event_at WHERE id = :id"
 #: The reconciler's query. Its cost follows the silent jobs, not the table: it range-scans the
 #: partial index ``jobs_overdue`` (active jobs only, by ``last_event_at``). Left to itself the
 #: planner prefers ``jobs_state_id`` (two equality lookups), which reads *every* active job, so
@@ -239,6 +232,12 @@ class SQLiteStore:
         self._readers = None if self.memory else ReaderPool(self._connect_reader,
                                                             max_workers=readers)
         self._open = False
+        self._max_batch = max_batch
+        #: Webhooks handed in this loop turn, and the batches being written (see
+        #: :meth:`ingest_webhook`).
+        self._ingest_waiting: list[tuple[sqlite_ingest.IngestRequest,
+                                         asyncio.Future[WebhookIngest]]] = []
+        self._ingest_tasks: set[asyncio.Task[None]] = set()
         #: Set when this process queues or revives a task, to wake :meth:`wait_for_tasks`.
         self._tasks_ready = asyncio.Event()
 
@@ -289,7 +288,8 @@ class SQLiteStore:
 
     def _connection(self, *, check_same_thread: bool) -> Database:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=check_same_thread
+            self.path, isolation_level=None, check_same_thread=check_same_thread,
+            cached_statements=STATEMENT_CACHE_SIZE,
         )
         db = Database(conn, recursive_triggers=False, execute_plugins=False)
         db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
@@ -549,45 +549,10 @@ class SQLiteStore:
         delivery_id: int | None,
     ) -> TransitionResult:
         """The body of :meth:`apply_transition`, run by the writer inside a transaction
-        that callers may extend (see :meth:`ingest_webhook`)."""
-        step = planning.step_transition(job, proposed, now=self._clock(),
-                                        received_at=received_at)
-        decision, now, job_id = step.decision, step.recorded_at, job.id
-        cursor = db.execute(INSERT_TRANSITION_SQL, {
-            "job_id": job_id, "from_state": job.state.value, "to_state": proposed.value,
-            "outcome": decision.outcome.value, "source": source.value,
-            "reason": decision.reason, "payload": payload, "delivery_id": delivery_id,
-            "received_at": step.received_at, "recorded_at": now,
-        })
-        assert cursor.lastrowid is not None
-        transition = Transition(
-            id=cursor.lastrowid, job_id=job_id, from_state=job.state, to_state=proposed,
-            outcome=decision.outcome, source=source, reason=decision.reason,
-            payload=payload, delivery_id=delivery_id, received_at=step.received_at,
-            recorded_at=now,
-        )
-        job = step.job
-        if not decision.applied:
-            db.execute(TOUCH_JOB_SQL, {"event_at": job.last_event_at, "id": job_id})
-            return TransitionResult(decision, job, transition)
-        db.execute(APPLY_JOB_STATE_SQL, {
-            "state": proposed.value, "changed_at": job.state_changed_at,
-            "event_at": job.last_event_at, "now": now, "id": job_id,
-        })
-        tasks = []
-        for spec in planning.plan_tasks(job, transition, tasks_for):
-            task_cursor = db.execute(INSERT_TASK_SQL, {
-                "job_id": job_id, "transition_id": transition.id, "handler": spec.handler,
-                "idempotency_key": spec.idempotency_key, "now": now,
-            })
-            assert task_cursor.lastrowid is not None
-            tasks.append(Task(
-                id=task_cursor.lastrowid, job_id=job_id, transition_id=transition.id,
-                handler=spec.handler, idempotency_key=spec.idempotency_key,
-                state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
-                last_error=None, created_at=now, updated_at=now,
-            ))
-        return TransitionResult(decision, job, transition, tuple(tasks))
+        that callers may extend (:meth:`claim_submissions`)."""
+        return sqlite_ingest.apply_transition(
+            db.conn, job, proposed, source=source, payload=payload, received_at=received_at,
+            delivery_id=delivery_id, tasks_for=tasks_for, now=self._clock())
 
 
     async def get_transition(self, transition_id: int) -> Transition | None:
@@ -642,35 +607,46 @@ class SQLiteStore:
         proposed: JobState,
         tasks_for: TaskPlanner | None = None,
     ) -> WebhookIngest:
-        # Built before the transaction: only the outcome and job id are learnt inside it.
-        delivery_values = records.delivery_row(
-            body=body, headers=headers, outcome=DeliveryOutcome.OK,
-            received_at=received_at, video_id=video_id, job_id=None, nonce=nonce,
-            timestamp=timestamp, error=None)
-        proposed = JobState(proposed)
-
-        def op(db: Database) -> WebhookIngest:
-            if db.execute(CLAIM_NONCE_SQL, [nonce, timestamp, self._clock()]).rowcount != 1:
-                return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
-            job = _one_job(db, SELECT_JOB_BY_VIDEO_SQL, [video_id])
-            outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
-            values = {**delivery_values, "outcome": outcome.value,
-                      "job_id": job.id if job else None}
-            delivery_id = db.execute(INSERT_DELIVERY_ROW_SQL, values).lastrowid
-            delivery = _delivery({**values, "id": delivery_id})
-            if job is None:
-                return WebhookIngest(outcome, delivery, None)
-            result = self._transition_in(
-                db, job, proposed, source=TransitionSource.WEBHOOK,
-                payload=planning.encode_payload(body.decode("utf-8", "replace")),
-                received_at=received_at, tasks_for=tasks_for, delivery_id=delivery.id,
-            )
-            return WebhookIngest(outcome, delivery, result)
-
-        ingest: WebhookIngest = await self._write(op)
+        if not self._open:
+            raise StoreClosedError("the store is not open")
+        request = sqlite_ingest.IngestRequest(
+            body=body, headers=headers, nonce=nonce, timestamp=timestamp,
+            received_at=received_at, video_id=video_id, proposed=JobState(proposed),
+            tasks_for=tasks_for)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WebhookIngest] = loop.create_future()
+        self._ingest_waiting.append((request, future))
+        if len(self._ingest_waiting) == 1:
+            # call_soon: the webhooks the rest of this loop turn verifies join the batch.
+            loop.call_soon(self._start_ingest_batch)
+        ingest = await future
         if ingest.transition is not None and ingest.transition.tasks:
             self._tasks_ready.set()
         return ingest
+
+    def _start_ingest_batch(self) -> None:
+        waiting, self._ingest_waiting = self._ingest_waiting, []
+        for start in range(0, len(waiting), self._max_batch):
+            task = asyncio.create_task(self._ingest(waiting[start:start + self._max_batch]))
+            self._ingest_tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._ingest_tasks.discard)
+
+    async def _ingest(self, batch: list[tuple[sqlite_ingest.IngestRequest,
+                                              asyncio.Future[WebhookIngest]]]) -> None:
+        """Write a batch of webhooks as one operation. If it fails, write each alone, so
+        only the webhook at fault fails (its caller answers 503; PixVerse retries)."""
+        requests = [request for request, _ in batch]
+        try:
+            results = await self._write(
+                lambda db: sqlite_ingest.ingest_batch(db.conn, requests, self._clock()))
+        except Exception as exc:  # noqa: BLE001 -- the caller gets whatever it raised
+            if len(batch) == 1:
+                settle(batch[0][1], exc, None)
+                return
+            await asyncio.gather(*(self._ingest([item]) for item in batch))
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            settle(future, None, result)
 
     async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None:
         sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?"

@@ -92,7 +92,8 @@ def _wrap(exc: BaseException) -> BaseException:
     return translated
 
 
-def _settle(future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
+def settle(future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
+    """Answer a waiting caller, unless it has given up."""
     if future.done():  # the caller gave up (cancelled); its write still ran
         return
     if error is not None:
@@ -221,7 +222,7 @@ class LoopWriter:
                 db.conn.execute("ROLLBACK")
             lost = StorageError(f"write interrupted: {exc!r}")
             for request in batch:
-                _settle(request.future, lost, None)
+                settle(request.future, lost, None)
             raise
         if self._pending:
             self._flush_scheduled = True
@@ -245,7 +246,7 @@ class LoopWriter:
     def _fail_pending(self, error: BaseException) -> None:
         pending, self._pending = self._pending, []
         for request in pending:
-            _settle(request.future, error, None)
+            settle(request.future, error, None)
         self._became_idle()
 
     def _became_idle(self) -> None:
@@ -271,7 +272,7 @@ class LoopWriter:
                 if not isolate:
                     if db.conn.in_transaction:
                         db.conn.execute("ROLLBACK")
-                    _settle(request.future, _wrap(exc), None)
+                    settle(request.future, _wrap(exc), None)
                     return
                 if not db.conn.in_transaction:
                     # The error took the whole transaction with it (I/O error, disk full), and
@@ -299,7 +300,7 @@ class LoopWriter:
         if self.checkpointer is not None:
             self.checkpointer.committed()
         for request, error, value in outcomes:
-            _settle(request.future, error, value)
+            settle(request.future, error, value)
 
 
 @contextlib.contextmanager

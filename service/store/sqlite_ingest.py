@@ -1,0 +1,282 @@
+"""The SQLite store's transition writes, set-based: a batch of webhooks in a fixed few statements.
+
+Webhook ingest is pixhook's hot path. Done one webhook at a time it costs a nonce claim, a job
+lookup, three inserts and an update, each a separate statement with its own Python binding
+and SQLite preparation; under load that per-statement work, not the rows, was most of the
+cost (``scripts/profile_ingest``). Here a whole batch costs:
+
+* one ``SELECT`` for the nonces already used and one for the jobs, each returning a single
+  JSON value (REAL columns printed with ``%!.17g``, which keeps every bit);
+* one ``SELECT`` of the highest ids, so rows get their ids in Python, in order: exactly the ids
+  SQLite would give (``INTEGER PRIMARY KEY``, one writer);
+* one multi-row ``INSERT``/``UPDATE`` per table, in power-of-two chunks so that a handful of
+  statement texts cover every batch size.
+
+The rules are not restated: the decision is :func:`~service.store.planning.step_transition`,
+the tasks are :func:`~service.store.planning.plan_tasks`, and a webhook batch behaves exactly
+like its webhooks applied one after another (a nonce or a job seen twice in one batch
+included). :func:`apply_transition` is the same code for one transition, so SQLite has one
+place that turns a proposed state into rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from service.lifecycle import JobState, TransitionSource
+from service.store import planning, records
+from service.store.base import (
+    DeliveryOutcome,
+    Job,
+    Task,
+    TaskPlanner,
+    TaskState,
+    Transition,
+    TransitionResult,
+    WebhookDelivery,
+    WebhookIngest,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """One verified webhook, as :meth:`SQLiteStore.ingest_webhook` was given it."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    nonce: str
+    timestamp: float
+    received_at: float
+    video_id: int
+    proposed: JobState
+    tasks_for: TaskPlanner | None
+
+
+_JOB_FIELDS: Final = tuple(name.strip() for name in records.JOB_COLUMNS.split(","))
+_REAL_JOB_FIELDS: Final = frozenset({"next_attempt_at", "next_poll_at", "created_at",
+                                     "updated_at", "state_changed_at", "last_event_at"})
+
+
+def _exact(column: str) -> str:
+    # SQLite's JSON prints REALs with 15 significant digits; '%!.17g' round-trips every double.
+    if column in _REAL_JOB_FIELDS:
+        return f"iif({column} IS NULL, NULL, printf('%!.17g', {column}))"
+    return column
+
+
+USED_NONCES_SQL: Final = (
+    "SELECT json_group_array(nonce) FROM webhook_nonces "
+    "WHERE nonce IN (SELECT value FROM json_each(?))"
+)
+JOBS_BY_VIDEO_SQL: Final = (
+    f"SELECT json_group_array(json_array({', '.join(_exact(c) for c in _JOB_FIELDS)})) "
+    "FROM jobs WHERE video_id IN (SELECT value FROM json_each(?))"
+)
+MAX_IDS_SQL: Final = (
+    "SELECT (SELECT max(id) FROM webhook_deliveries), (SELECT max(id) FROM transitions), "
+    "(SELECT max(id) FROM tasks)"
+)
+_NONCE_COLUMNS: Final = ("nonce", "timestamp", "claimed_at")
+_DELIVERY_COLUMNS: Final = ("id", "received_at", "outcome", "video_id", "job_id", "nonce",
+                            "timestamp", "headers", "body", "error")
+_TRANSITION_COLUMNS: Final = ("id", "job_id", "from_state", "to_state", "outcome", "source",
+                              "reason", "payload", "delivery_id", "received_at", "recorded_at")
+_TASK_COLUMNS: Final = ("id", "job_id", "transition_id", "handler", "idempotency_key", "state",
+                        "run_after", "created_at", "updated_at")
+#: The job columns a transition may change (``UPDATE ... FROM (VALUES ...)``, by position).
+_JOB_UPDATE_COLUMNS: Final = ("id", "state", "state_changed_at", "last_event_at",
+                              "next_poll_at", "updated_at")
+
+
+def _values(rows: int, width: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * rows)
+
+
+def _insert(table: str, columns: Sequence[str]) -> Callable[[int], str]:
+    texts: dict[int, str] = {}
+
+    def sql(rows: int) -> str:
+        if rows not in texts:
+            texts[rows] = (f"INSERT INTO {table} ({', '.join(columns)}) "
+                           f"VALUES {_values(rows, len(columns))}")
+        return texts[rows]
+    return sql
+
+
+def _update_jobs() -> Callable[[int], str]:
+    texts: dict[int, str] = {}
+    sets = ", ".join(f"{name} = v.column{index}"
+                     for index, name in enumerate(_JOB_UPDATE_COLUMNS, start=1) if index > 1)
+
+    def sql(rows: int) -> str:
+        if rows not in texts:
+            texts[rows] = (f"UPDATE jobs SET {sets} "
+                           f"FROM (VALUES {_values(rows, len(_JOB_UPDATE_COLUMNS))}) AS v "
+                           "WHERE jobs.id = v.column1")
+        return texts[rows]
+    return sql
+
+
+_INSERT_NONCES: Final = _insert("webhook_nonces", _NONCE_COLUMNS)
+_INSERT_DELIVERIES: Final = _insert("webhook_deliveries", _DELIVERY_COLUMNS)
+_INSERT_TRANSITIONS: Final = _insert("transitions", _TRANSITION_COLUMNS)
+_INSERT_TASKS: Final = _insert("tasks", _TASK_COLUMNS)
+_UPDATE_JOBS: Final = _update_jobs()
+#: Statement texts these writes can use: a connection's statement cache should hold them all
+#: (5 statements x power-of-two chunk sizes up to 256, and the three SELECTs).
+STATEMENT_TEXTS: Final = 5 * 9 + 3
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    """``rows`` in power-of-two chunks, largest first (a batch of 37 is 32 + 4 + 1)."""
+    start = 0
+    while start < len(rows):
+        size = 1 << ((len(rows) - start).bit_length() - 1)
+        yield rows[start:start + size]
+        start += size
+
+
+def _execute(conn: sqlite3.Connection, sql: Callable[[int], str],
+             rows: list[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows):
+        conn.execute(sql(len(chunk)), [value for row in chunk for value in row])
+
+
+@dataclass(slots=True)
+class _Writes:
+    """The rows a batch writes, collected in order, with the ids they are given."""
+
+    next_delivery: int
+    next_transition: int
+    next_task: int
+    nonces: list[tuple[Any, ...]] = field(default_factory=list)
+    deliveries: list[tuple[Any, ...]] = field(default_factory=list)
+    transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    #: By job id: a job stepped twice in one batch is written once, as it ended up.
+    jobs: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    tasks: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @classmethod
+    def after_existing_rows(cls, conn: sqlite3.Connection) -> _Writes:
+        deliveries, transitions, tasks = conn.execute(MAX_IDS_SQL).fetchone()
+        return cls((deliveries or 0) + 1, (transitions or 0) + 1, (tasks or 0) + 1)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        # Parents before children: the foreign keys are checked statement by statement.
+        _execute(conn, _INSERT_NONCES, self.nonces)
+        _execute(conn, _INSERT_DELIVERIES, self.deliveries)
+        _execute(conn, _INSERT_TRANSITIONS, self.transitions)
+        _execute(conn, _UPDATE_JOBS, list(self.jobs.values()))
+        _execute(conn, _INSERT_TASKS, self.tasks)
+
+
+def _step(writes: _Writes, job: Job, proposed: JobState, *, source: TransitionSource,
+          payload: str | None, received_at: float | None, delivery_id: int | None,
+          tasks_for: TaskPlanner | None, now: float) -> TransitionResult:
+    """One proposed state for ``job``: the history row, the job's new fields and, if applied,
+    its tasks, added to ``writes``."""
+    step = planning.step_transition(job, proposed, now=now, received_at=received_at)
+    decision, after = step.decision, step.job
+    transition = Transition(
+        id=writes.next_transition, job_id=job.id, from_state=job.state, to_state=proposed,
+        outcome=decision.outcome, source=source, reason=decision.reason, payload=payload,
+        delivery_id=delivery_id, received_at=step.received_at, recorded_at=now,
+    )
+    writes.next_transition += 1
+    writes.transitions.append((
+        transition.id, job.id, job.state.value, proposed.value, decision.outcome.value,
+        source.value, decision.reason, payload, delivery_id, step.received_at, now,
+    ))
+    writes.jobs[job.id] = (job.id, after.state.value, after.state_changed_at,
+                           after.last_event_at, after.next_poll_at, after.updated_at)
+    tasks: list[Task] = []
+    if decision.applied:
+        for spec in planning.plan_tasks(after, transition, tasks_for):
+            task = Task(
+                id=writes.next_task, job_id=job.id, transition_id=transition.id,
+                handler=spec.handler, idempotency_key=spec.idempotency_key,
+                state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
+                last_error=None, created_at=now, updated_at=now,
+            )
+            writes.next_task += 1
+            writes.tasks.append((task.id, job.id, transition.id, task.handler,
+                                 task.idempotency_key, task.state.value, now, now, now))
+            tasks.append(task)
+    return TransitionResult(decision, after, transition, tuple(tasks))
+
+
+def apply_transition(conn: sqlite3.Connection, job: Job, proposed: JobState, *,
+                     source: TransitionSource, payload: str | None, received_at: float | None,
+                     delivery_id: int | None, tasks_for: TaskPlanner | None,
+                     now: float) -> TransitionResult:
+    """One transition for a job read in the open transaction; writes its rows."""
+    writes = _Writes.after_existing_rows(conn)
+    result = _step(writes, job, proposed, source=source, payload=payload,
+                   received_at=received_at, delivery_id=delivery_id, tasks_for=tasks_for,
+                   now=now)
+    writes.flush(conn)
+    return result
+
+
+def _jobs_by_video(conn: sqlite3.Connection, video_ids: list[int]) -> dict[int, Job]:
+    text = conn.execute(JOBS_BY_VIDEO_SQL, [json.dumps(video_ids)]).fetchone()[0]
+    jobs: dict[int, Job] = {}
+    for values in json.loads(text):
+        row = dict(zip(_JOB_FIELDS, values, strict=True))
+        for name in _REAL_JOB_FIELDS:
+            if row[name] is not None:
+                row[name] = float(row[name])
+        job = records.job(row)
+        jobs[row["video_id"]] = job
+    return jobs
+
+
+def ingest_batch(conn: sqlite3.Connection, requests: Sequence[IngestRequest],
+                 now: float) -> list[WebhookIngest]:
+    """Record verified webhooks inside the open transaction, as if one after another.
+
+    Returns one :class:`WebhookIngest` per request, in order. Raises whatever SQLite or a task
+    planner raised, having written part of the batch: the caller rolls back.
+    """
+    used = set(json.loads(conn.execute(
+        USED_NONCES_SQL, [json.dumps([request.nonce for request in requests])]).fetchone()[0]))
+    jobs = _jobs_by_video(conn, [request.video_id for request in requests])
+    writes = _Writes.after_existing_rows(conn)
+    results: list[WebhookIngest] = []
+    for request in requests:
+        if request.nonce in used:
+            results.append(WebhookIngest(DeliveryOutcome.DUPLICATE, None, None))
+            continue
+        used.add(request.nonce)
+        writes.nonces.append((request.nonce, request.timestamp, now))
+        job = jobs.get(request.video_id)
+        delivery = WebhookDelivery(
+            id=writes.next_delivery, received_at=request.received_at,
+            outcome=DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN,
+            video_id=request.video_id, job_id=job.id if job is not None else None,
+            nonce=request.nonce, timestamp=request.timestamp,
+            headers=planning.safe_headers(request.headers), body=bytes(request.body),
+            error=None,
+        )
+        writes.next_delivery += 1
+        writes.deliveries.append((
+            delivery.id, delivery.received_at, delivery.outcome.value, delivery.video_id,
+            delivery.job_id, delivery.nonce, delivery.timestamp,
+            records.dumps(delivery.headers), delivery.body, None,
+        ))
+        if job is None:
+            results.append(WebhookIngest(delivery.outcome, delivery, None))
+            continue
+        result = _step(writes, job, request.proposed, source=TransitionSource.WEBHOOK,
+                       payload=planning.encode_payload(request.body.decode("utf-8", "replace")),
+                       received_at=request.received_at, delivery_id=delivery.id,
+                       tasks_for=request.tasks_for, now=now)
+        jobs[request.video_id] = result.job
+        results.append(WebhookIngest(delivery.outcome, delivery, result))
+    writes.flush(conn)
+    return results

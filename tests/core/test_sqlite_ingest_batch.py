@@ -1,0 +1,184 @@
+"""SQLite's set-based webhook ingest: a batch writes what its webhooks would one at a time.
+
+Webhooks handed to :meth:`SQLiteStore.ingest_webhook` in the same loop turn are written by
+:func:`service.store.sqlite_ingest.ingest_batch` in a few multi-row statements. These tests
+compare that with the same webhooks awaited one by one (each then a batch of one), row for
+row, and check what a batch must not do: let one bad webhook fail the others, lose a bit of
+a REAL column, or give rows other ids than SQLite would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.lifecycle import JobState
+from service.store import DeliveryOutcome, Job
+from service.store.sqlite import SQLiteStore
+
+from .conftest import FakeClock
+
+FIRST_VIDEO = 384920175633408000
+#: Timestamps with 17 significant digits: 15 (what SQLite's JSON prints) would change them.
+ODD_TIME = 1_700_000_000.123456789
+
+
+def _plan(job: Job, transition: Any) -> list[str]:
+    return ["download", "notify"] if transition.to_state is JobState.SUCCEEDED else ["notify"]
+
+
+async def _jobs(store: SQLiteStore, count: int) -> list[Job]:
+    jobs = []
+    for index in range(count):
+        job = await store.create_job(kind="text_to_video", params={"prompt": f"p{index}"})
+        await store.update_job(job.id, video_id=FIRST_VIDEO + index)
+        await store.apply_transition(job.id, JobState.GENERATING, source="submit",
+                                     received_at=ODD_TIME + index / 7)
+        jobs.append(job)
+    return jobs
+
+
+def _webhooks(count: int, seed: int) -> list[dict[str, Any]]:
+    """A messy stream: repeats, reversals, replayed nonces, unknown videos."""
+    rng = random.Random(seed)
+    states = [JobState.GENERATING, JobState.SUCCEEDED, JobState.FAILED,
+              JobState.MODERATION_FAILED]
+    webhooks = []
+    for index in range(count):
+        nonce = f"n{index}" if rng.random() > 0.15 or not webhooks else rng.choice(
+            webhooks)["nonce"]
+        webhooks.append({
+            "nonce": nonce,
+            "video_id": FIRST_VIDEO + rng.randrange(count // 3 + 2),  # a few unknown
+            "proposed": rng.choice(states),
+            "received_at": ODD_TIME + rng.random() * 100,
+            "timestamp": 1_700_000_000.0 + index,
+        })
+    return webhooks
+
+
+def _ingest(store: SQLiteStore, webhook: dict[str, Any], tasks_for: Any = _plan) -> Any:
+    body = (f'{{"id":"{webhook["video_id"]}","status":1,'
+            f'"nonce":"{webhook["nonce"]}"}}').encode()
+    return store.ingest_webhook(body=body, headers={"Webhook-Nonce": webhook["nonce"],
+                                                    "Authorization": "secret"},
+                                tasks_for=tasks_for, **webhook)
+
+
+def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row a webhook can write, with job ids (random ULIDs) replaced by video ids."""
+    conn = sqlite3.connect(path)
+    try:
+        video_of = dict(conn.execute("SELECT id, video_id FROM jobs"))
+
+        def rows(sql: str, job_column: int | None) -> list[tuple[Any, ...]]:
+            out = []
+            for row in conn.execute(sql):
+                row = list(row)
+                if job_column is not None and row[job_column] is not None:
+                    row[job_column] = video_of[row[job_column]]
+                out.append(tuple(row))
+            return out
+
+        return {
+            "jobs": rows("SELECT id, state, updated_at, state_changed_at, last_event_at, "
+                         "next_poll_at FROM jobs ORDER BY video_id", 0),
+            "deliveries": rows("SELECT * FROM webhook_deliveries ORDER BY id", 4),
+            "nonces": rows("SELECT * FROM webhook_nonces ORDER BY nonce", None),
+            "transitions": rows("SELECT * FROM transitions ORDER BY id", 1),
+            "tasks": rows("SELECT id, job_id, transition_id, handler, state, run_after "
+                          "FROM tasks ORDER BY id", 1),
+        }
+    finally:
+        conn.close()
+
+
+def _summary(result: Any) -> tuple[Any, ...]:
+    """What an ingest handed back, minus the job id (a random ULID per store)."""
+    delivery = result.delivery and dataclasses.replace(result.delivery, job_id=None)
+    if result.transition is None:
+        return result.outcome, delivery, None
+    step = result.transition
+    return (result.outcome, delivery, step.decision,
+            dataclasses.replace(step.transition, job_id=""),
+            [dataclasses.replace(task, job_id="", idempotency_key="") for task in step.tasks],
+            dataclasses.replace(step.job, id="", trace_id=""))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_batch_writes_what_one_at_a_time_writes(tmp_path: Path, seed: int) -> None:
+    webhooks = _webhooks(60, seed)
+    outcomes = {}
+    for mode in ("batched", "one_by_one"):
+        path = tmp_path / f"{mode}.db"
+        async with SQLiteStore(path, clock=FakeClock()) as store:
+            await _jobs(store, 20)
+            batches_before = store.writer_stats.batches
+            if mode == "batched":
+                results = await asyncio.gather(*(_ingest(store, w) for w in webhooks))
+                # One transaction held them all (the point of the exercise).
+                assert store.writer_stats.batches - batches_before == 1
+            else:
+                results = [await _ingest(store, w) for w in webhooks]
+        outcomes[mode] = ([_summary(result) for result in results], _dump(path))
+    batched, one_by_one = outcomes["batched"], outcomes["one_by_one"]
+    assert batched[1] == one_by_one[1]
+    assert batched[0] == one_by_one[0]
+    kinds = {summary[0] for summary in batched[0]}
+    assert kinds == {DeliveryOutcome.OK, DeliveryOutcome.ORPHAN, DeliveryOutcome.DUPLICATE}
+
+
+async def test_returned_records_equal_what_is_read_back(sqlite_store: SQLiteStore) -> None:
+    jobs = await _jobs(sqlite_store, 5)
+    webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i % 5,
+                 "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME + i / 3,
+                 "timestamp": ODD_TIME} for i in range(37)]  # chunks of 32 + 4 + 1
+    results = await asyncio.gather(*(_ingest(sqlite_store, w) for w in webhooks))
+    for result in results:
+        assert result.delivery == await sqlite_store.get_webhook_delivery(result.delivery.id)
+        assert "authorization" not in result.delivery.headers
+        transition = result.transition.transition
+        assert transition == await sqlite_store.get_transition(transition.id)
+        for task in result.transition.tasks:
+            assert task == await sqlite_store.get_task(task.id)
+    # The last result per job is the job as stored, every float bit included.
+    for job in jobs:
+        last = [r for r in results if r.transition.job.id == job.id][-1]
+        assert last.transition.job == await sqlite_store.get_job(job.id)
+    assert sum(r.transition.applied for r in results) == 5
+    assert [r.delivery.id for r in results] == list(range(1, 38))
+
+
+async def test_one_bad_webhook_fails_alone(sqlite_store: SQLiteStore) -> None:
+    await _jobs(sqlite_store, 4)
+
+    def broken(job: Job, transition: Any) -> list[str]:
+        raise RuntimeError("planner bug")
+
+    webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i,
+                 "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME,
+                 "timestamp": ODD_TIME} for i in range(4)]
+    results = await asyncio.gather(
+        *(_ingest(sqlite_store, w, broken if i == 2 else _plan) for i, w in enumerate(webhooks)),
+        return_exceptions=True)
+    assert isinstance(results[2], RuntimeError)
+    assert all(r.outcome is DeliveryOutcome.OK and r.transition.applied
+               for i, r in enumerate(results) if i != 2)
+    # Nothing of the failed webhook was kept: PixVerse's retry with its nonce goes through.
+    retry = await _ingest(sqlite_store, webhooks[2])
+    assert retry.outcome is DeliveryOutcome.OK and retry.transition.applied
+    deliveries, _ = await sqlite_store.list_webhook_deliveries()
+    assert len(deliveries) == 4
+
+
+async def test_a_closed_store_refuses_webhooks(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    with pytest.raises(Exception, match="not open"):
+        await _ingest(store, {"nonce": "n", "video_id": 1, "proposed": JobState.SUCCEEDED,
+                              "received_at": 1.0, "timestamp": 1.0})
