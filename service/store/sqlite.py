@@ -264,6 +264,11 @@ class SQLiteStore:
         """Let queued writes commit, then close every connection."""
         if not self._open:
             return
+        # Webhooks already handed in are written, as the writer's own queue is, before it stops.
+        while self._ingest_waiting or self._ingest_tasks:
+            if self._ingest_waiting:
+                self._start_ingest_batch()
+            await asyncio.gather(*self._ingest_tasks, return_exceptions=True)
         self._open = False
         await self._writer.stop()
         if self._readers is not None:

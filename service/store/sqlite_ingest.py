@@ -127,16 +127,20 @@ _INSERT_DELIVERIES: Final = _insert("webhook_deliveries", _DELIVERY_COLUMNS)
 _INSERT_TRANSITIONS: Final = _insert("transitions", _TRANSITION_COLUMNS)
 _INSERT_TASKS: Final = _insert("tasks", _TASK_COLUMNS)
 _UPDATE_JOBS: Final = _update_jobs()
+#: Rows one multi-row statement carries at most (11 columns x 256 rows stays far below
+#: SQLite's 32,766 parameters), whatever the writer's batch size.
+MAX_ROWS_PER_STATEMENT: Final = 256
 #: Statement texts these writes can use: a connection's statement cache should hold them all
-#: (5 statements x power-of-two chunk sizes up to 256, and the three SELECTs).
-STATEMENT_TEXTS: Final = 5 * 9 + 3
+#: (5 statements x the 9 power-of-two chunk sizes up to 256, and the three SELECTs).
+STATEMENT_TEXTS: Final = 5 * MAX_ROWS_PER_STATEMENT.bit_length() + 3
 
 
 def _chunks(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-    """``rows`` in power-of-two chunks, largest first (a batch of 37 is 32 + 4 + 1)."""
+    """``rows`` in power-of-two chunks of at most :data:`MAX_ROWS_PER_STATEMENT`, largest
+    first (a batch of 37 is 32 + 4 + 1)."""
     start = 0
     while start < len(rows):
-        size = 1 << ((len(rows) - start).bit_length() - 1)
+        size = min(MAX_ROWS_PER_STATEMENT, 1 << ((len(rows) - start).bit_length() - 1))
         yield rows[start:start + size]
         start += size
 

@@ -182,3 +182,40 @@ async def test_a_closed_store_refuses_webhooks(db_path: Path) -> None:
     with pytest.raises(Exception, match="not open"):
         await _ingest(store, {"nonce": "n", "video_id": 1, "proposed": JobState.SUCCEEDED,
                               "received_at": 1.0, "timestamp": 1.0})
+
+
+async def test_close_writes_webhooks_already_handed_in(db_path: Path) -> None:
+    store = SQLiteStore(db_path, clock=FakeClock())
+    await store.open()
+    await _jobs(store, 3)
+    webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
+                 "received_at": ODD_TIME, "timestamp": ODD_TIME} for i in range(3)]
+    pending = [asyncio.ensure_future(_ingest(store, w)) for w in webhooks]
+    await asyncio.sleep(0)  # handed in, not yet written
+    await store.close()
+    assert [p.result().outcome for p in pending] == [DeliveryOutcome.OK] * 3
+    async with SQLiteStore(db_path) as reopened:
+        deliveries, _ = await reopened.list_webhook_deliveries()
+        assert len(deliveries) == 3
+
+
+def test_chunks_are_powers_of_two_and_bounded() -> None:
+    from service.store.sqlite_ingest import MAX_ROWS_PER_STATEMENT, _chunks
+
+    rows = [(i,) for i in range(37)]
+    assert [len(c) for c in _chunks(rows)] == [32, 4, 1]
+    assert [row for chunk in _chunks(rows) for row in chunk] == rows
+    big = [(i,) for i in range(MAX_ROWS_PER_STATEMENT * 2 + 3)]
+    assert [len(c) for c in _chunks(big)] == [MAX_ROWS_PER_STATEMENT] * 2 + [2, 1]
+    assert list(_chunks([])) == []
+
+
+async def test_a_batch_larger_than_one_statement(db_path: Path) -> None:
+    async with SQLiteStore(db_path, clock=FakeClock(), max_batch=1000) as store:
+        await _jobs(store, 2)
+        webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i % 700,
+                     "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME,
+                     "timestamp": ODD_TIME} for i in range(700)]  # 698 orphans
+        results = await asyncio.gather(*(_ingest(store, w) for w in webhooks))
+        assert sum(r.outcome is DeliveryOutcome.ORPHAN for r in results) == 698
+        assert [r.delivery.id for r in results] == list(range(1, 701))
