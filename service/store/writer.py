@@ -12,6 +12,8 @@ Why on the loop and not on a writer thread: pixhook's writes are short statement
 mostly Python (binding, building records), which holds the GIL on any thread. Handing each one
 to a thread added the handoffs on top: measured with ``scripts/profile_ingest``, a writer
 thread cost 713-786 us of CPU per webhook against 420-550 us on the loop (docs/benchmarks.md).
+Webhook batches are now set-based (:mod:`service.store.sqlite_ingest`), and even those lost on a
+thread: the process spent 317 us per webhook against about 170 us on one thread.
 What could block the loop for long is kept off it:
 
 * **Waiting for the write lock.** Another process (``pixhook worker`` beside ``pixhook web``)
