@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -632,9 +633,22 @@ class SQLiteStore:
     def _start_ingest_batch(self) -> None:
         waiting, self._ingest_waiting = self._ingest_waiting, []
         for start in range(0, len(waiting), self._max_batch):
-            task = asyncio.create_task(self._ingest(waiting[start:start + self._max_batch]))
+            batch = waiting[start:start + self._max_batch]
+            task = asyncio.create_task(self._ingest(batch))
             self._ingest_tasks.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(self._ingest_tasks.discard)
+            task.add_done_callback(functools.partial(self._ingest_done, batch))
+
+    def _ingest_done(self, batch: list[tuple[sqlite_ingest.IngestRequest,
+                                             asyncio.Future[WebhookIngest]]],
+                     task: asyncio.Task[None]) -> None:
+        self._ingest_tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # Cancelled (the loop shutting down), perhaps before it began: no caller may be
+            # left waiting. Callers already answered are skipped. The writer may still commit
+            # a batch cancelled while queued there; PixVerse's retry then finds its nonce used.
+            lost = StorageError("webhook batch interrupted; it may not have been written")
+            for _, future in batch:
+                settle(future, lost, None)
 
     async def _ingest(self, batch: list[tuple[sqlite_ingest.IngestRequest,
                                               asyncio.Future[WebhookIngest]]]) -> None:

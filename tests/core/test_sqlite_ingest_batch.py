@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from service.lifecycle import JobState
-from service.store import DeliveryOutcome, Job
+from service.store import DeliveryOutcome, Job, StorageError
 from service.store.sqlite import SQLiteStore
 
 from .conftest import FakeClock
@@ -219,3 +219,20 @@ async def test_a_batch_larger_than_one_statement(db_path: Path) -> None:
         results = await asyncio.gather(*(_ingest(store, w) for w in webhooks))
         assert sum(r.outcome is DeliveryOutcome.ORPHAN for r in results) == 698
         assert [r.delivery.id for r in results] == list(range(1, 701))
+
+
+@pytest.mark.parametrize("turns", [2, 3], ids=["before_it_starts", "while_it_waits"])
+async def test_a_cancelled_batch_answers_its_callers(sqlite_store: SQLiteStore,
+                                                     turns: int) -> None:
+    await _jobs(sqlite_store, 2)
+    webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
+                 "received_at": ODD_TIME, "timestamp": ODD_TIME} for i in range(2)]
+    callers = [asyncio.ensure_future(_ingest(sqlite_store, w)) for w in webhooks]
+    # Turn 1: the callers hand their webhooks in; 2: the batch task is made; 3: it runs and
+    # waits for the writer.
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    (batch,) = sqlite_store._ingest_tasks
+    batch.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(r, StorageError) and "interrupted" in str(r) for r in results)
