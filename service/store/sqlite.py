@@ -239,6 +239,8 @@ class SQLiteStore:
         self._ingest_waiting: list[tuple[sqlite_ingest.IngestRequest,
                                          asyncio.Future[WebhookIngest]]] = []
         self._ingest_tasks: set[asyncio.Task[None]] = set()
+        #: Webhook batches formed so far: ``operations`` counts webhooks here.
+        self.ingest_stats = WriterStats()
         #: Set when this process queues or revives a task, to wake :meth:`wait_for_tasks`.
         self._tasks_ready = asyncio.Event()
 
@@ -634,6 +636,9 @@ class SQLiteStore:
         waiting, self._ingest_waiting = self._ingest_waiting, []
         for start in range(0, len(waiting), self._max_batch):
             batch = waiting[start:start + self._max_batch]
+            self.ingest_stats.batches += 1
+            self.ingest_stats.operations += len(batch)
+            self.ingest_stats.largest_batch = max(self.ingest_stats.largest_batch, len(batch))
             task = asyncio.create_task(self._ingest(batch))
             self._ingest_tasks.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(functools.partial(self._ingest_done, batch))

@@ -124,6 +124,8 @@ async def test_a_batch_writes_what_one_at_a_time_writes(tmp_path: Path, seed: in
                 results = await asyncio.gather(*(_ingest(store, w) for w in webhooks))
                 # One transaction held them all (the point of the exercise).
                 assert store.writer_stats.batches - batches_before == 1
+                assert (store.ingest_stats.batches, store.ingest_stats.operations,
+                        store.ingest_stats.largest_batch) == (1, 60, 60)
             else:
                 results = [await _ingest(store, w) for w in webhooks]
         outcomes[mode] = ([_summary(result) for result in results], _dump(path))
