@@ -636,9 +636,7 @@ class SQLiteStore:
         waiting, self._ingest_waiting = self._ingest_waiting, []
         for start in range(0, len(waiting), self._max_batch):
             batch = waiting[start:start + self._max_batch]
-            self.ingest_stats.batches += 1
-            self.ingest_stats.operations += len(batch)
-            self.ingest_stats.largest_batch = max(self.ingest_stats.largest_batch, len(batch))
+            self.ingest_stats.count(len(batch))
             task = asyncio.create_task(self._ingest(batch))
             self._ingest_tasks.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(functools.partial(self._ingest_done, batch))

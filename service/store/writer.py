@@ -80,6 +80,12 @@ class WriterStats:
     #: Times ``BEGIN IMMEDIATE`` found another connection holding the write lock.
     busy_retries: int = 0
 
+    def count(self, size: int) -> None:
+        """One more batch of ``size`` operations."""
+        self.batches += 1
+        self.operations += size
+        self.largest_batch = max(self.largest_batch, size)
+
 
 @dataclass(slots=True)
 class _Request:
@@ -257,9 +263,7 @@ class LoopWriter:
 
     def _run(self, db: Database, batch: list[_Request]) -> None:
         """Run ``batch`` inside the open transaction, commit, answer every caller."""
-        self.stats.batches += 1
-        self.stats.operations += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.count(len(batch))
         outcomes: list[tuple[_Request, BaseException | None, Any]] = []
         # A lone operation needs no savepoint: if it fails, the whole transaction goes.
         isolate = len(batch) > 1
