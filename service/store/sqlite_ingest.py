@@ -21,6 +21,7 @@ place that turns a proposed state into rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,6 +82,7 @@ MAX_IDS_SQL: Final = (
     "(SELECT max(id) FROM tasks)"
 )
 _NONCE_COLUMNS: Final = ("nonce", "timestamp", "claimed_at")
+#: Written by position: the row tuples below follow these orders.
 _DELIVERY_COLUMNS: Final = ("id", "received_at", "outcome", "video_id", "job_id", "nonce",
                             "timestamp", "headers", "body", "error")
 _TRANSITION_COLUMNS: Final = ("id", "job_id", "from_state", "to_state", "outcome", "source",
@@ -98,27 +100,21 @@ def _values(rows: int, width: int) -> str:
 
 
 def _insert(table: str, columns: Sequence[str]) -> Callable[[int], str]:
-    texts: dict[int, str] = {}
-
+    @functools.cache
     def sql(rows: int) -> str:
-        if rows not in texts:
-            texts[rows] = (f"INSERT INTO {table} ({', '.join(columns)}) "
-                           f"VALUES {_values(rows, len(columns))}")
-        return texts[rows]
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {_values(rows, len(columns))}"
     return sql
 
 
 def _update_jobs() -> Callable[[int], str]:
-    texts: dict[int, str] = {}
     sets = ", ".join(f"{name} = v.column{index}"
                      for index, name in enumerate(_JOB_UPDATE_COLUMNS, start=1) if index > 1)
 
+    @functools.cache
     def sql(rows: int) -> str:
-        if rows not in texts:
-            texts[rows] = (f"UPDATE jobs SET {sets} "
-                           f"FROM (VALUES {_values(rows, len(_JOB_UPDATE_COLUMNS))}) AS v "
-                           "WHERE jobs.id = v.column1")
-        return texts[rows]
+        return (f"UPDATE jobs SET {sets} "
+                f"FROM (VALUES {_values(rows, len(_JOB_UPDATE_COLUMNS))}) AS v "
+                "WHERE jobs.id = v.column1")
     return sql
 
 
