@@ -4,7 +4,6 @@ store after a restart, every job finishes, and every pending task completes exac
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,10 +17,9 @@ from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import API_TOKEN, T2V
-from tests.support.processes import processes, until  # noqa: F401 - a fixture
+from tests.support.processes import REPO, pixhook_env, processes, until  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
 
-REPO = Path(__file__).resolve().parents[2]
 JOBS = 60
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -48,19 +46,16 @@ async def test_sigkill_mid_webhooks_loses_nothing(
             httpx.AsyncClient(timeout=10) as http:
         base = f"http://127.0.0.1:{port}"
         sim.accounts[DEFAULT_API_KEY].webhook_url = f"{base}/webhooks/pixverse"
-        env = {**os.environ, "PYTHONPATH": str(REPO),
-               "PIXHOOK_DATABASE_URL": f"sqlite:///{db}",
-               "PIXVERSE_BASE_URL": f"{sim_url}/openapi/v2",
-               "PIXVERSE_API_KEY": DEFAULT_API_KEY,
-               "PIXVERSE_WEBHOOK_SECRET": sim.accounts[DEFAULT_API_KEY].webhook_secret,
-               "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
-               "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1", "PIXHOOK_HANDLERS": "download",
-               "PIXHOOK_WEBHOOK_GRACE": "5", "PIXHOOK_RECONCILE_INTERVAL": "0.5",
-               # A killed run's tasks wait out their lease before another run takes them.
-               "PIXHOOK_TASK_LEASE": "2",
-               # ...and a job caught mid-submission waits out its lease (twice this).
-               "PIXVERSE_TIMEOUT": "1",
-               "PIXHOOK_CONFIG": str(tmp_path / "none.toml")}
+        env = pixhook_env(
+            database_url=f"sqlite:///{db}", sim_url=sim_url, tmp_path=tmp_path,
+            webhook_secret=sim.accounts[DEFAULT_API_KEY].webhook_secret,
+            PIXHOOK_HANDLERS="download",
+            PIXHOOK_WEBHOOK_GRACE="5", PIXHOOK_RECONCILE_INTERVAL="0.5",
+            # A killed run's tasks wait out their lease before another run takes them.
+            PIXHOOK_TASK_LEASE="2",
+            # ...and a job caught mid-submission waits out its lease (twice this).
+            PIXVERSE_TIMEOUT="1",
+            PIXHOOK_CONFIG=str(tmp_path / "none.toml"))
 
         async def ready() -> bool:
             try:

@@ -28,12 +28,11 @@ from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY, ChaosConfig
 from tests.core.conftest import postgres_schema, postgres_server  # noqa: F401 - fixtures
 from tests.service.conftest import API_TOKEN, T2V
-from tests.support.processes import processes, until  # noqa: F401 - a fixture
+from tests.support.processes import REPO, pixhook_env, processes, until  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 JOBS = int(os.environ.get("PIXHOOK_TEST_REPLICA_JOBS", "1000"))
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -70,16 +69,12 @@ async def test_two_web_two_worker_replicas_on_postgres(
     webs = [f"http://127.0.0.1:{port}" for port in web_ports]
     async with running_server(create_simulator(sim)) as sim_url, \
             httpx.AsyncClient(timeout=30) as http:
-        env = {**os.environ, "PYTHONPATH": str(REPO),
-               "PIXHOOK_DATABASE_URL": postgres_schema,
-               "PIXVERSE_BASE_URL": f"{sim_url}/openapi/v2",
-               "PIXVERSE_API_KEY": DEFAULT_API_KEY,
-               "PIXVERSE_WEBHOOK_SECRET": sim.accounts[DEFAULT_API_KEY].webhook_secret,
-               "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
-               "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1", "PIXHOOK_HANDLERS": "download",
-               "PIXHOOK_TASK_LEASE": "3", "PIXVERSE_TIMEOUT": "2",
-               "PIXHOOK_WEBHOOK_GRACE": "30", "PIXHOOK_LOG_LEVEL": "warning",
-               "PIXHOOK_CONFIG": str(tmp_path / "none.toml")}
+        env = pixhook_env(
+            database_url=postgres_schema, sim_url=sim_url, tmp_path=tmp_path,
+            webhook_secret=sim.accounts[DEFAULT_API_KEY].webhook_secret,
+            PIXHOOK_HANDLERS="download", PIXHOOK_TASK_LEASE="3", PIXVERSE_TIMEOUT="2",
+            PIXHOOK_WEBHOOK_GRACE="30", PIXHOOK_LOG_LEVEL="warning",
+            PIXHOOK_CONFIG=str(tmp_path / "none.toml"))
         python = [sys.executable, "-m", "service"]
         for port in web_ports:
             processes.append(subprocess.Popen([*python, "web", "--host", "127.0.0.1",

@@ -18,10 +18,8 @@ from service.simulator import SimulatorConfig
 from service.simulator import create_app as create_simulator
 from service.simulator.config import DEFAULT_API_KEY
 from tests.service.conftest import API_TOKEN, T2V
-from tests.support.processes import processes  # noqa: F401 - a fixture
+from tests.support.processes import REPO, pixhook_env, processes  # noqa: F401 - a fixture
 from tests.support.servers import free_port, running_server
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _procfile() -> dict[str, str]:
@@ -37,16 +35,11 @@ async def test_procfile_web_and_worker_processes(
     port = free_port()
     async with running_server(create_simulator(sim)) as sim_url, \
             httpx.AsyncClient(timeout=10) as http:
-        env = {
-            **os.environ, "PORT": str(port), "PYTHONPATH": str(REPO),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "PIXHOOK_DATABASE_URL": f"sqlite:///{tmp_path / 'pixhook.db'}",
-            "PIXVERSE_BASE_URL": f"{sim_url}/openapi/v2",
-            "PIXVERSE_API_KEY": DEFAULT_API_KEY,
-            "PIXVERSE_WEBHOOK_SECRET": sim.accounts[DEFAULT_API_KEY].webhook_secret,
-            "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
-            "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1", "PIXHOOK_CONFIG": str(tmp_path / "none"),
-        }
+        env = pixhook_env(
+            database_url=f"sqlite:///{tmp_path / 'pixhook.db'}", sim_url=sim_url,
+            tmp_path=tmp_path, webhook_secret=sim.accounts[DEFAULT_API_KEY].webhook_secret,
+            PORT=str(port), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            PIXHOOK_CONFIG=str(tmp_path / "none"))
         for name in ("web", "worker"):
             # As a Procfile runner does, minus the shell (a signal must reach pixhook itself).
             argv = shlex.split(procfile[name].replace("$PORT", str(port)))

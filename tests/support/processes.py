@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from service.simulator.config import DEFAULT_API_KEY
+from tests.service.conftest import API_TOKEN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pixhook_env(*, database_url: str, sim_url: str, webhook_secret: str, tmp_path: Path,
+                **extra: str) -> dict[str, str]:
+    """The environment of a pixhook process run from this checkout against a simulator at
+    ``sim_url`` (its default account), with media under ``tmp_path``; ``extra`` adds to it."""
+    return {
+        **os.environ, "PYTHONPATH": str(REPO),
+        "PIXHOOK_DATABASE_URL": database_url,
+        "PIXVERSE_BASE_URL": f"{sim_url}/openapi/v2",
+        "PIXVERSE_API_KEY": DEFAULT_API_KEY,
+        "PIXVERSE_WEBHOOK_SECRET": webhook_secret,
+        "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
+        "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1",
+        **extra,
+    }
 
 
 @pytest.fixture
