@@ -27,8 +27,9 @@ primary defence, the address check a second one.
 
 How a run ends: ``PermanentError`` for what cannot work (host not allowed, private address,
 403/410, other 4xx, too big, too many redirects, a bad job id); ``Retry`` for 404 (media can
-lag briefly behind the webhook) and 429/5xx with ``Retry-After``; :class:`DownloadError` (plain
-backoff) for 429/5xx without it, a truncated body and other transient trouble.
+lag briefly behind the webhook) and 429/5xx with ``Retry-After``; :class:`DownloadError` (a
+``TransientError``: plain backoff) for 429/5xx without it, a truncated body, a name that does
+not resolve and other transient trouble.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ from service.handler_api import (
     JobState,
     PermanentError,
     Retry,
+    Settings,
+    TransientError,
     Transition,
+    reported_video,
     retry_after_seconds,
-    transition_result,
 )
-from service.settings import Settings
 
 #: Per-request timeouts, in seconds: ``read`` is the longest silence between two chunks, not a
 #: limit on the whole transfer (the worker's ``PIXHOOK_TASK_TIMEOUT`` bounds that).
@@ -86,7 +88,7 @@ _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
-class DownloadError(Exception):
+class DownloadError(TransientError):
     """A transient download failure; the worker retries it with backoff."""
 
 
@@ -97,10 +99,10 @@ class DownloadHandler(BaseHandler):
     events: ClassVar[frozenset[JobState]] = frozenset({JobState.SUCCEEDED})
 
     def wants(self, job: Job, transition: Transition) -> bool:
-        return bool(transition_result(transition).url)
+        return bool(reported_video(transition).url)
 
     async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
-        result = transition_result(transition)
+        result = reported_video(transition)
         if not result.url:
             return  # configured for a state whose message carries no URL: nothing to keep
         try:
@@ -124,8 +126,7 @@ class DownloadHandler(BaseHandler):
             # mismatch is worth a look but not a reason to throw the file away.
             context.logger.warning("job %s: PixVerse reported size %d, downloaded %d bytes",
                                    job.id, result.size, size)
-        await context.store.update_job(job.id, media_path=str(target), media_sha256=digest,
-                                       media_size=size)
+        await context.jobs.record_media(job.id, path=str(target), sha256=digest, size=size)
         context.logger.info("job %s: downloaded %d bytes in %.2f s (%.1f MB/s) from %s to %s",
                             job.id, size, elapsed, size / max(elapsed, 1e-9) / 1e6,
                             redact(response.url), target)

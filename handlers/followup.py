@@ -20,6 +20,7 @@ import uuid
 from typing import ClassVar, Final
 
 from service.handler_api import (
+    VIDEO_INPUT_FIELD,
     BaseHandler,
     HandlerContext,
     Job,
@@ -27,7 +28,6 @@ from service.handler_api import (
     PermanentError,
     Transition,
 )
-from service.pixverse.models import VIDEO_INPUT_FIELD
 
 #: Namespace of derived trace ids (uuid5), fixed forever: changing it would let a replayed
 #: follow-up task make a second video.
@@ -71,11 +71,11 @@ class FollowUpHandler(BaseHandler):
 
     async def _stop_chain(self, job: Job, transition: Transition,
                           context: HandlerContext) -> None:
-        current = await context.store.get_job(job.id) or job
+        current = await context.jobs.get(job.id) or job
         skipped = ", ".join(step["kind"] for step in job.then)
         note = f"chain stopped: {transition.to_state.value}, so {skipped} did not run"
         if current.last_error and note in current.last_error:
             return  # a replayed task; already said
         message = f"{current.last_error}; {note}" if current.last_error else note
-        await context.store.update_job(job.id, last_error=message)
+        await context.jobs.record_error(job.id, message)
         context.logger.warning("job %s: %s", job.id, note)

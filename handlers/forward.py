@@ -48,14 +48,14 @@ import httpx
 from service.handler_api import (
     BaseHandler,
     HandlerContext,
-    HandlerError,
     Job,
     JobState,
     PermanentError,
     Retry,
+    TransientError,
     Transition,
+    reported_video,
     retry_after_seconds,
-    transition_result,
 )
 
 #: Seconds a receiver has to answer. Standard Webhooks suggests 15-30 s for its own retries;
@@ -69,7 +69,7 @@ THROTTLE_STATUSES: Final = frozenset({429, 503})
 ERROR_BODY_CHARS: Final = 200
 
 
-class DeliveryError(HandlerError):
+class DeliveryError(TransientError):
     """The receiver did not take the event (bad status, redirect, network); the worker retries
     with backoff."""
 
@@ -125,7 +125,7 @@ def event_body(job: Job, transition: Transition) -> dict[str, Any]:
     ``media_path``, a path on pixhook's disk) never leaks by default. ``callback_url`` is left
     out too: the receiver knows it, and its query may hold a token.
     """
-    result = transition_result(transition)
+    result = reported_video(transition)
     data: dict[str, Any] = {
         "id": job.id,
         "kind": job.kind,

@@ -20,13 +20,10 @@ Delivery is at least once, like every task: Slack's webhooks take no idempotency
 replayed after a crash can post the same message twice. A duplicate notification is the better
 failure than a lost one.
 
-Errors::
-
-    ServiceError
-    ├── HandlerError              (service.handler_api)
-    │   ├── Retry                 429: run again after Slack's Retry-After
-    │   └── PermanentError        any other 4xx, or an unusable URL: running again cannot help
-    └── SlackDeliveryError        5xx or a transport failure: the worker backs off
+How a run ends (the exception tree is drawn in :mod:`service.exceptions`): ``Retry`` on a 429,
+after Slack's ``Retry-After``; ``PermanentError`` on any other 4xx or an unusable URL, since
+running again cannot help; :class:`SlackDeliveryError` (a ``TransientError``: the worker backs
+off) on a 5xx or a transport failure.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from typing import Any, ClassVar, Final
 
 import httpx
 
-from service.exceptions import ServiceError
 from service.handler_api import (
     BaseHandler,
     HandlerContext,
@@ -47,12 +43,13 @@ from service.handler_api import (
     JobState,
     PermanentError,
     Retry,
+    Settings,
+    TransientError,
     Transition,
+    media_url,
+    reported_video,
     retry_after_seconds,
-    transition_result,
 )
-from service.media import MediaLinks
-from service.settings import Settings
 
 #: Slack should answer within this many seconds; a slower answer counts as a failed run.
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
@@ -80,12 +77,9 @@ STATE_EMOJI: Final[Mapping[JobState, str]] = {
 }
 
 
-class SlackDeliveryError(ServiceError):
-    """Slack could not be reached, or answered with a server error.
-
-    Deliberately not a :class:`~service.handler_api.HandlerError`: the worker retries any other
-    exception with exponential backoff, which is what a flaky network or a Slack outage needs.
-    """
+class SlackDeliveryError(TransientError):
+    """Slack could not be reached, or answered with a server error: the worker retries with
+    exponential backoff, which is what a flaky network or a Slack outage needs."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -166,7 +160,7 @@ class SlackHandler(BaseHandler):
         if not url:
             raise PermanentError("no Slack webhook URL configured (PIXHOOK_SLACK_WEBHOOK_URL)")
         protect(url)
-        current = await context.store.get_job(job.id) or job
+        current = await context.jobs.get(job.id) or job
         message = build_message(current, transition, video_link(current, transition, context))
         await post(context.http, url, message)
         context.logger.info("job %s: %s posted to Slack", job.id, transition.to_state.value)
@@ -216,11 +210,11 @@ def video_link(job: Job, transition: Transition,
     """``(url, label)``: pixhook's signed link when the video is stored here and pixhook has a
     public URL, else PixVerse's; ``None`` when there is neither."""
     if job.media_path:
-        own = MediaLinks(context.settings).url(job.id)
+        own = media_url(context.settings, job.id)
         if own:
             ttl = format_duration(context.settings.media_link_ttl)
             return own, f"Download the video (link valid for {ttl})"
-    pixverse = transition_result(transition).url
+    pixverse = reported_video(transition).url
     return (pixverse, "Open the video on PixVerse") if pixverse else None
 
 
@@ -257,7 +251,7 @@ def _facts(job: Job, transition: Transition) -> list[tuple[str, str]]:
     if isinstance(length, int | float) and not isinstance(length, bool):
         facts.append(("Video length", format_duration(length)))
     facts.append(("Generation time", format_duration(transition.received_at - job.created_at)))
-    credits = transition_result(transition).credits
+    credits = reported_video(transition).credits
     if credits is not None:
         facts.append(("Credits", str(credits)))
     facts.append(("Job", f"`{escape(job.id)}`"))

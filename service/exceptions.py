@@ -1,15 +1,46 @@
-"""The root of every exception pixhook raises on purpose.
+"""The root of every exception pixhook raises on purpose, and the whole tree under it.
+
+This is the one drawing of the tree; other modules describe their own classes and point here.
+The PixVerse and storage branches are drawn in more detail (error codes, causes) in
+:mod:`service.pixverse.errors` and :mod:`service.store.errors`::
 
     ServiceError
-    └── PixVerseError            (service.pixverse.errors: the PixVerse contract and client)
-        ├── InvalidRequest       bad input caught locally, before any network call
-        ├── SignatureError       a webhook signature that does not verify
-        ├── MalformedPayloadError a webhook body that is not a flat JSON object
-        ├── TransportError       timeout / connection failure (ambiguous for a POST)
-        └── APIError             PixVerse answered with a non-zero ErrCode or an HTTP error
-            └── AuthenticationError, ValidationError, NotFoundError, ModerationError,
-                InsufficientCreditsError, QuotaExceededError, ConcurrencyLimitError,
-                RateLimitedError, OverloadedError, UploadError, UnknownAPIError
+    ├── PixVerseError                  (service.pixverse.errors) the PixVerse contract and client
+    │   ├── InvalidRequest             bad input caught locally, before any network call
+    │   │                              (also a ValueError)
+    │   ├── SignatureError             a webhook signature missing, malformed or wrong
+    │   │   └── StaleTimestampError    its timestamp is outside the replay window
+    │   ├── MalformedPayloadError      a webhook body that is not a flat JSON object
+    │   ├── TransportError             timeout / connection failure (ambiguous for a POST)
+    │   └── APIError                   PixVerse answered with a non-zero ErrCode or HTTP error
+    │       └── AuthenticationError, ValidationError, NotFoundError, ModerationError,
+    │           InsufficientCreditsError, QuotaExceededError, ConcurrencyLimitError,
+    │           RateLimitedError, OverloadedError, UploadError, UnknownAPIError
+    ├── StorageError                   (service.store.errors) a database operation failed
+    │   ├── ConstraintError            a write broke a UNIQUE or FOREIGN KEY constraint
+    │   ├── JobNotFoundError           no job has that id (also a LookupError)
+    │   ├── TaskNotFoundError          no task has that id (also a LookupError)
+    │   ├── LeaseLostError             a task's lease passed to another run
+    │   ├── TaskStateError             a task is not in a state that allows the operation
+    │   ├── SchemaError                the database was migrated by a newer pixhook
+    │   ├── StoreClosedError           the store is not open (yet, or any more)
+    │   └── UnsupportedDatabaseError   a database URL pixhook cannot use (also a ValueError)
+    ├── HandlerError                   (service.handler_api) how a handler's task run ends
+    │   ├── Retry                      run again after ``after`` seconds
+    │   ├── PermanentError             give up now: the task is dead
+    │   └── TransientError             failed for now: retried with backoff
+    │       ├── DownloadError          (handlers.download) 429/5xx without Retry-After, a
+    │       │                          truncated body, a host that does not resolve
+    │       ├── SlackDeliveryError     (handlers.slack) Slack unreachable or answering 5xx
+    │       └── DeliveryError          (handlers.forward) the callback_url did not take the event
+    ├── SettingsError                  (service.settings) a setting that cannot be used
+    │   └── HandlerConfigError         (service.registry) a handler unknown, failing to load,
+    │                                  or with an unusable option
+    └── UnknownStatusError             (service.lifecycle) a PixVerse status code pixhook does
+                                       not know (also a ValueError)
+
+Outside the tree on purpose: the simulator's ``Reject`` (``service.simulator.calls``) is
+PixVerse's answer to send back, not a pixhook failure.
 """
 
 from __future__ import annotations

@@ -5,20 +5,29 @@ handler) in the same transaction as the transition, and a worker runs it later, 
 webhook request, with retries. A minimal third-party handler::
 
     from service.handler_api import (BaseHandler, HandlerContext, Job, JobState, Transition,
-                                     transition_result)
+                                     reported_video)
 
     class PrintHandler(BaseHandler):
         name = "print"
         events = frozenset({JobState.SUCCEEDED})
 
         async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
-            result = transition_result(transition)
-            context.logger.info("job %s done: %s", job.id, result.url)
+            result = reported_video(transition)
+            # ``job`` is the copy taken when the task was queued; read it again for the
+            # fields other handlers may have recorded since (``media_path``, say).
+            current = await context.jobs.get(job.id) or job
+            context.logger.info("job %s done: %s (local copy: %s)", job.id, result.url,
+                                current.media_path)
 
 registered in its package's ``pyproject.toml``::
 
     [project.entry-points."pixhook.handlers"]
     print = "my_package.handlers:PrintHandler"
+
+A handler sees pixhook only through this module and its :class:`HandlerContext`: the HTTP
+client, ``jobs`` (read a job, record a downloaded file or an error on it; never the store
+itself), settings, its options, the task and ``submit``. The built-in handlers keep to the same
+rule (``tests/handlers/test_plugin_boundary.py`` checks their imports).
 
 What a run may end with:
 
@@ -26,18 +35,14 @@ What a run may end with:
 * ``raise Retry(after=30)``: run again in 30 seconds (counts as an attempt);
 * ``raise PermanentError("why")``: the task is dead at once (visible in ``/api/tasks``,
   retried only on demand);
-* any other exception: retried with exponential backoff and jitter until
-  ``PIXHOOK_TASK_MAX_ATTEMPTS``, then dead.
+* ``raise TransientError("why")`` (or a subclass), or any other exception: retried with
+  exponential backoff and jitter until ``PIXHOOK_TASK_MAX_ATTEMPTS``, then dead.
 
 Tasks run *at least once*: a worker that dies mid-run leaves a lease that expires, and the task
 runs again. Make effects idempotent with ``context.task.idempotency_key`` (stable across runs).
 
-Exceptions::
-
-    ServiceError               (service.exceptions)
-    └── HandlerError
-        ├── Retry              run again after ``after`` seconds
-        └── PermanentError     give up now
+These exceptions are the ``HandlerError`` branch of pixhook's one exception tree, drawn whole in
+:mod:`service.exceptions`.
 """
 
 from __future__ import annotations
@@ -55,10 +60,13 @@ import httpx
 
 from service.exceptions import ServiceError
 from service.lifecycle import TERMINAL_STATES, JobState
+from service.media import MediaLinks
+from service.pixverse.models import VIDEO_INPUT_FIELD
 from service.settings import Settings
-from service.store import Job, Store, Task, Transition
+from service.store import Job, Task, Transition
 
 __all__ = [
+    "VIDEO_INPUT_FIELD",
     "BaseHandler",
     "Handler",
     "HandlerContext",
@@ -66,14 +74,20 @@ __all__ = [
     "HandlerFactory",
     "Job",
     "JobState",
+    "JobsView",
     "PermanentError",
+    "ReportedVideo",
     "Retry",
+    "ServiceError",
+    "Settings",
+    "StoreJobsView",
     "SubmitFunction",
     "Task",
+    "TransientError",
     "Transition",
-    "TransitionResult",
+    "media_url",
+    "reported_video",
     "retry_after_seconds",
-    "transition_result",
 ]
 
 
@@ -92,6 +106,65 @@ class Retry(HandlerError):
 
 class PermanentError(HandlerError):
     """The task cannot succeed by running again; it is marked dead at once."""
+
+
+class TransientError(HandlerError):
+    """Failed for now; the worker retries with exponential backoff (and jitter) until
+    ``PIXHOOK_TASK_MAX_ATTEMPTS``, then the task is dead.
+
+    The same as letting any other exception out; raising this says so on purpose, and a
+    handler's own "try again later" errors derive from it so they share one root.
+    """
+
+
+class JobsView(Protocol):
+    """``context.jobs``: what a handler may read and write of pixhook's jobs.
+
+    Narrow on purpose: the queue, leases and transitions are the worker's and the store's
+    business, and a handler that could change them could break exactly-once submission or
+    at-least-once delivery.
+    """
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job as it is now (the ``job`` a run gets is the copy taken when its task was
+        queued); ``None`` if there is no such job."""
+        ...
+
+    async def record_media(self, job_id: str, *, path: str, sha256: str, size: int) -> Job:
+        """Record the job's downloaded video: where it is, its SHA-256 hex digest and size."""
+        ...
+
+    async def record_error(self, job_id: str, message: str) -> Job:
+        """Set the job's ``last_error`` to ``message`` (replacing what was there)."""
+        ...
+
+
+class _JobRecords(Protocol):
+    """The two store methods :class:`StoreJobsView` uses; any ``service.store.Store`` has
+    them. Spelt out here so this module does not depend on the whole store interface."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def update_job(self, job_id: str, *, last_error: str | None = ...,
+                         media_path: str | None = ..., media_sha256: str | None = ...,
+                         media_size: int | None = ...) -> Job: ...
+
+
+class StoreJobsView:
+    """:class:`JobsView` over a store (what the worker passes to handlers)."""
+
+    def __init__(self, store: _JobRecords) -> None:
+        self._store = store
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._store.get_job(job_id)
+
+    async def record_media(self, job_id: str, *, path: str, sha256: str, size: int) -> Job:
+        return await self._store.update_job(job_id, media_path=path, media_sha256=sha256,
+                                            media_size=size)
+
+    async def record_error(self, job_id: str, message: str) -> Job:
+        return await self._store.update_job(job_id, last_error=message)
 
 
 class SubmitFunction(Protocol):
@@ -113,7 +186,8 @@ class HandlerContext:
 
     #: The process's shared HTTP client (timeouts set; pass ``timeout=`` per call to change).
     http: httpx.AsyncClient
-    store: Store
+    #: Read a job as it is now; record a downloaded file or an error on it.
+    jobs: JobsView
     settings: Settings
     #: Logs with the job id, task id, handler and attempt attached.
     logger: logging.LoggerAdapter[logging.Logger]
@@ -176,9 +250,10 @@ class BaseHandler:
 
 
 @dataclasses.dataclass(frozen=True)
-class TransitionResult:
-    """What PixVerse said about the outcome in the message behind a transition (webhook body
-    or polled record); fields are empty when the message did not carry them."""
+class ReportedVideo:
+    """What PixVerse said about the video in the message behind a transition (webhook body or
+    polled record); fields are empty when the message did not carry them. (Not the store's
+    ``TransitionResult``, which says what recording a transition did.)"""
 
     url: str = ""
     size: float | None = None
@@ -187,25 +262,33 @@ class TransitionResult:
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def transition_result(transition: Transition) -> TransitionResult:
+def reported_video(transition: Transition) -> ReportedVideo:
     """Read the video URL, size and credits from a transition's payload, whatever its source."""
     try:
         raw = json.loads(transition.payload or "{}")
     except ValueError:
-        return TransitionResult()
+        return ReportedVideo()
     if not isinstance(raw, dict):
-        return TransitionResult()
+        return ReportedVideo()
     url = raw.get("url")
     size = raw.get("size")
     credits = raw.get("credits", raw.get("credit"))
     has_audio = raw.get("has_audio")
-    return TransitionResult(
+    return ReportedVideo(
         url=url if isinstance(url, str) else "",
         size=size if isinstance(size, int | float) and not isinstance(size, bool) else None,
         credits=credits if isinstance(credits, int) and not isinstance(credits, bool) else None,
         has_audio=has_audio if isinstance(has_audio, bool) else None,
         raw=raw,
     )
+
+
+def media_url(settings: Settings, job_id: str) -> str | None:
+    """pixhook's own signed, expiring link (``GET /media/{token}``, valid for
+    ``PIXHOOK_MEDIA_LINK_TTL``) to a job's downloaded video; ``None`` without
+    ``PIXHOOK_PUBLIC_URL``. Whether the video is there is for the caller to check
+    (``job.media_path``)."""
+    return MediaLinks(settings).url(job_id)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

@@ -37,7 +37,7 @@ from service.metrics import Metrics
 from service.pixverse import signature
 from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
 from service.settings import Settings
-from service.store import StorageError, Store, TaskPlanner
+from service.store import StorageError, Store
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,10 @@ class WebhookReceiver:
     """The Starlette endpoint; mount ``Route(path, receiver.endpoint, methods=["POST"])``."""
 
     def __init__(self, store: Store, settings: Settings, *,
-                 tasks_for: TaskPlanner | None = None,
                  clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None) -> None:
         self._store = store
         self._settings = settings
-        self._tasks_for = tasks_for
         self._clock = clock
         #: Deliveries by outcome (ok, orphan, replayed, bad_signature, stale, malformed, ...).
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -105,7 +103,7 @@ class WebhookReceiver:
             ingest = await self._store.ingest_webhook(
                 body=body, headers=headers, nonce=event.nonce,
                 timestamp=event.timestamp, received_at=received_at, video_id=video_id,
-                proposed=proposed, tasks_for=self._tasks_for,
+                proposed=proposed,
             )
         except StorageError:
             logger.exception("webhook for video %s not stored", video_id)
@@ -117,8 +115,6 @@ class WebhookReceiver:
                            extra={"action": "webhook", "video_id": video_id})
             return "orphan", _answer(200, "ok")
         result = ingest.transition
-        if self.metrics is not None:
-            self.metrics.record_transition(result)
         logger.info("webhook %s for job %s: %s", proposed.value, result.job.id,
                     result.outcome.value,
                     extra={"action": "webhook", "job_id": result.job.id,

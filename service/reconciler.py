@@ -25,7 +25,7 @@ from service.metrics import Metrics
 from service.pixverse import errors
 from service.pixverse.client import PixVerseClient
 from service.settings import Settings
-from service.store import Job, Store, TaskPlanner
+from service.store import Job, Store
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,11 @@ class Reconciler:
     """Polls overdue jobs; run :meth:`run` as a background task."""
 
     def __init__(self, store: Store, client: PixVerseClient, settings: Settings, *,
-                 tasks_for: TaskPlanner | None = None,
                  clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None) -> None:
         self._store = store
         self._client = client
         self._settings = settings
-        self._tasks_for = tasks_for
         self._clock = clock
         #: Status calls made to PixVerse since start (a metric; zero while webhooks flow).
         self.status_calls = 0
@@ -136,11 +134,7 @@ class Reconciler:
 
     async def _apply(self, job: Job, state: JobState, payload: dict[str, object]) -> Job:
         result = await self._store.apply_transition(
-            job.id, state, source=TransitionSource.POLL, payload=payload,
-            tasks_for=self._tasks_for,
-        )
-        if self.metrics is not None:
-            self.metrics.record_transition(result)
+            job.id, state, source=TransitionSource.POLL, payload=payload)
         if result.applied:
             logger.info("poll moved job %s to %s", job.id, state.value,
                         extra={"action": "poll", "job_id": job.id})

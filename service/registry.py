@@ -13,7 +13,8 @@ would register its own. ``PIXHOOK_HANDLERS`` picks which ones run, and each hand
     webhook_url = "..."                   # anything else is an option for the handler
 
 :class:`HandlerSet` is the configured result; its :meth:`HandlerSet.plan` is the store's
-:class:`~service.store.TaskPlanner`, called inside the transition's transaction.
+:class:`~service.store.TaskPlanner`, bound to the store when the process is wired
+(``build_services``) and called inside each transition's transaction.
 """
 
 from __future__ import annotations

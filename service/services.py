@@ -84,21 +84,25 @@ def build_services(settings: Settings, *, store: Store | None = None,
                    metrics: Metrics | None = None) -> Services:
     """Build a process's parts; everything not passed is made from ``settings``. Nothing is
     opened yet (see :meth:`Services.open`)."""
-    store = store or store_module.connect(settings.database_url)
+    handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
+    metrics = metrics or Metrics()
+    # The planner and the metrics hear of every transition, whoever proposes it.
+    if store is None:
+        store = store_module.connect(settings.database_url, planner=handlers.plan,
+                                     observer=metrics.record_transition)
+    else:
+        store.bind(planner=handlers.plan, observer=metrics.record_transition)
     client = client or PixVerseClient(
         settings.pixverse_api_key or "unset", base_url=settings.pixverse_base_url,
         timeout=httpx.Timeout(settings.pixverse_timeout,
                               connect=min(5.0, settings.pixverse_timeout)))
-    handlers = handlers if handlers is not None else HandlerSet.from_settings(settings)
     http = httpx.AsyncClient(timeout=HANDLER_HTTP_TIMEOUT, headers={"user-agent": "pixhook"})
-    metrics = metrics or Metrics()
-    submitter = Submitter(store, client, settings, tasks_for=handlers.plan, metrics=metrics,
+    submitter = Submitter(store, client, settings, metrics=metrics,
                           client_timeout=settings.pixverse_timeout)
     return Services(
         settings=settings, store=store, client=client, submitter=submitter,
-        reconciler=Reconciler(store, client, settings, tasks_for=handlers.plan,
-                              metrics=metrics),
-        receiver=WebhookReceiver(store, settings, tasks_for=handlers.plan, metrics=metrics),
+        reconciler=Reconciler(store, client, settings, metrics=metrics),
+        receiver=WebhookReceiver(store, settings, metrics=metrics),
         handlers=handlers, http=http, metrics=metrics,
         runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit,
                           metrics=metrics),

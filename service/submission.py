@@ -36,7 +36,7 @@ from service.pixverse.models import (
     takes_video_input,
 )
 from service.settings import Settings
-from service.store import ConstraintError, DeliveryOutcome, Job, Store, TaskPlanner
+from service.store import ConstraintError, DeliveryOutcome, Job, Store
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +108,12 @@ class Submitter:
     """Commits jobs and sends them to PixVerse; run :meth:`run` as a background task."""
 
     def __init__(self, store: Store, client: PixVerseClient, settings: Settings, *,
-                 tasks_for: TaskPlanner | None = None, client_timeout: float = 30.0,
+                 client_timeout: float = 30.0,
                  clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None) -> None:
         self._store = store
         self._client = client
         self._settings = settings
-        self._tasks_for = tasks_for
         self._lease = client_timeout * LEASE_TIMEOUTS
         self._clock = clock
         self._wake = asyncio.Event()
@@ -193,11 +192,9 @@ class Submitter:
             return 0
         claimed = await self._store.claim_submissions(
             self._clock(), limit=free, lease_seconds=self._lease,
-            max_in_flight=self._settings.max_in_flight, tasks_for=self._tasks_for)
+            max_in_flight=self._settings.max_in_flight)
         started = 0
         for claim in claimed:
-            if claim.transition is not None and self.metrics is not None:
-                self.metrics.record_transition(claim.transition)
             job = claim.job
             if job.id in self._attempting:
                 continue  # still under way here (its lease ran out early); let it finish
@@ -262,11 +259,9 @@ class Submitter:
             result = await self._store.apply_transition(
                 job.id, proposed, source=TransitionSource.WEBHOOK,
                 payload=delivery.body.decode("utf-8", "replace"),
-                received_at=delivery.received_at, tasks_for=self._tasks_for,
+                received_at=delivery.received_at,
                 delivery_id=delivery.id,
             )
-            if self.metrics is not None:
-                self.metrics.record_transition(result)
             logger.info("job %s adopted orphan webhook %s (status %s)", job.id, delivery.id,
                         status, extra={"action": "submit", "job_id": job.id})
 
@@ -300,11 +295,8 @@ class Submitter:
 
     async def _transition(self, job: Job, state: JobState,
                           payload: Mapping[str, Any] | None) -> None:
-        result = await self._store.apply_transition(job.id, state,
-                                                    source=TransitionSource.SUBMIT,
-                                                    payload=payload, tasks_for=self._tasks_for)
-        if self.metrics is not None:
-            self.metrics.record_transition(result)
+        await self._store.apply_transition(job.id, state, source=TransitionSource.SUBMIT,
+                                           payload=payload)
 
 
 def _describe(exc: errors.PixVerseError) -> str:

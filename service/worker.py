@@ -14,8 +14,9 @@ the handler                 the task
 returns                     ``succeeded``
 raises ``Retry(after)``     pending again in ``after`` seconds
 raises ``PermanentError``   ``dead`` at once
-raises anything else        pending again after exponential backoff with jitter
-(or times out)
+raises ``TransientError``   pending again after exponential backoff with jitter
+(or any other exception,
+or times out)
 runs out of attempts        ``dead``; ``POST /api/tasks/{id}/retry`` revives it
 ==========================  =================================================================
 
@@ -37,7 +38,13 @@ from typing import Final
 
 import httpx
 
-from service.handler_api import HandlerContext, PermanentError, Retry, SubmitFunction
+from service.handler_api import (
+    HandlerContext,
+    PermanentError,
+    Retry,
+    StoreJobsView,
+    SubmitFunction,
+)
 from service.metrics import Metrics
 from service.registry import HandlerSet
 from service.settings import Settings
@@ -237,9 +244,9 @@ class TaskRunner:
             self.start_delays.append(started - task.created_at)
             if self.metrics is not None:
                 self.metrics.record_handler_start(started - task.created_at)
-        context = HandlerContext(http=self._http, store=self._store, settings=self._settings,
-                                 logger=log, options=subscription.options, task=task,
-                                 submit=self._submit)
+        context = HandlerContext(http=self._http, jobs=StoreJobsView(self._store),
+                                 settings=self._settings, logger=log,
+                                 options=subscription.options, task=task, submit=self._submit)
         lease_keeper = asyncio.create_task(self._keep_lease(task, log))
         try:
             async with asyncio.timeout(self._settings.task_timeout or None):

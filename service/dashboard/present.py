@@ -12,7 +12,7 @@ import time
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from service.handler_api import transition_result
+from service.handler_api import reported_video
 from service.lifecycle import JobState, Outcome
 from service.store import Job, Store, Transition
 
@@ -103,7 +103,7 @@ def credits_of(transitions: list[Transition]) -> int | None:
     """The credits PixVerse reported for a job (its submit answer or final status)."""
     for transition in reversed(transitions):
         if transition.outcome is Outcome.APPLIED:
-            credits = transition_result(transition).credits
+            credits = reported_video(transition).credits
             if credits is not None:
                 return credits
     return None

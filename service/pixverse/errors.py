@@ -4,7 +4,8 @@ Each documented ``ErrCode`` (REFERENCE.md section 9) maps to one class. A class 
 trying again later can succeed (``retryable``); a rate or concurrency error also carries how long
 to wait (``retry_after``, seconds) when PixVerse said so or a sensible default exists.
 
-The tree (rooted at :class:`service.exceptions.ServiceError`)::
+The PixVerse branch of pixhook's exception tree (drawn whole in :mod:`service.exceptions`),
+with the codes each class stands for::
 
     PixVerseError
     ├── InvalidRequest            local check failed; nothing was sent

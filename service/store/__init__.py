@@ -1,37 +1,40 @@
 """Durable storage for pixhook: jobs, their transition history, webhook deliveries and the
 handler task queue.
 
->>> store = connect("sqlite:///pixhook.db")      # doctest: +SKIP
->>> async with store:                             # doctest: +SKIP
+>>> store = connect("sqlite:///pixhook.db", planner=handlers.plan)   # doctest: +SKIP
+>>> async with store:                                                 # doctest: +SKIP
 ...     job = await store.create_job(kind="text_to_video", params={"prompt": "a cat"})
 
-Backends implement :class:`Store` (``service.store.base``). SQLite (``service.store.sqlite``) is
-the embedded default; PostgreSQL (``service.store.postgres``, for several machines) sits behind
-the same interface and is an optional extra (``pip install 'pixhook[postgres]'``), imported
-only when a ``postgresql://`` URL asks for it.
+The logic is written once, split by concern, over a connector that holds what each database
+does differently::
+
+    store.py       Store: the parts below, assembled; open/close
+      jobs.py        create, read, list; the submitter's and the reconciler's claims
+      ledger.py      THE write path of a transition (decide, history row, job, tasks)
+      deliveries.py  the webhook log and nonces
+      queue.py       handler tasks: claim, finish, retry, wait
+    schema.py      migrations (sql/migrations/*.sql, written once for both databases)
+    sql/           every statement by name (queries.sql), and what each dialect says
+                   differently (sqlite.sql, postgres.sql)
+    connector.py   the I/O boundary: a transaction, fetch, execute, lock, notify
+    sqlite.py      SQLite's connector (loop writer: writer.py; reader threads: threads.py)
+                   and its one fast path, the set-based webhook batch (sqlite_webhook_batch.py)
+    postgres.py    PostgreSQL's connector (pool, advisory locks, LISTEN/NOTIFY)
+    records.py     the records returned, and rows to records
+    errors.py      what the store raises
+
+Where is a transition written? In :meth:`service.store.ledger.Ledger._record`, for every
+source, on both databases; SQLite's webhook batch writes the same rows set-based, by the same
+rules. SQLite is the embedded default; PostgreSQL (for several machines) is an optional extra
+(``pip install 'pixhook[postgres]'``), imported only when a ``postgresql://`` URL asks for it.
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from typing import Final
+from typing import Any, Final
 
-from service.store.base import (
-    DeliveryOutcome,
-    Job,
-    JobUpdate,
-    Store,
-    SubmissionClaim,
-    Task,
-    TaskPlanner,
-    TaskRun,
-    TaskRunOutcome,
-    TaskState,
-    Transition,
-    TransitionResult,
-    WebhookDelivery,
-    WebhookIngest,
-)
+from service.store.base import TransitionObserver
 from service.store.errors import (
     ConstraintError,
     JobNotFoundError,
@@ -43,7 +46,23 @@ from service.store.errors import (
     TaskStateError,
     UnsupportedDatabaseError,
 )
+from service.store.records import (
+    DeliveryOutcome,
+    Job,
+    JobUpdate,
+    SubmissionClaim,
+    Task,
+    TaskPlanner,
+    TaskRun,
+    TaskRunOutcome,
+    TaskState,
+    Transition,
+    TransitionResult,
+    WebhookDelivery,
+    WebhookIngest,
+)
 from service.store.sqlite import SQLiteStore
+from service.store.store import Store
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -68,6 +87,7 @@ __all__ = [
     "TaskState",
     "TaskStateError",
     "Transition",
+    "TransitionObserver",
     "TransitionResult",
     "UnsupportedDatabaseError",
     "WebhookDelivery",
@@ -122,7 +142,8 @@ def is_postgres_url(url: str) -> bool:
     return bool(separator) and scheme.lower() in _POSTGRES_SCHEMES
 
 
-def connect(url: str = DEFAULT_DATABASE_URL) -> Store:
+def connect(url: str = DEFAULT_DATABASE_URL, *, planner: TaskPlanner | None = None,
+            observer: TransitionObserver | None = None) -> Store:
     """A store for a database URL, not yet opened (``await store.open()`` or ``async with``).
 
     ``sqlite:///PATH`` (or a bare path) opens :class:`SQLiteStore`; ``postgresql://`` and
@@ -130,15 +151,18 @@ def connect(url: str = DEFAULT_DATABASE_URL) -> Store:
     a libpq URL (``postgresql://user:password@host:5432/db?sslmode=require``) and may also
     size the pool: ``pool_min_size`` (default 1) and ``pool_max_size`` (default 10).
 
+    ``planner`` names the handler tasks a transition queues (``HandlerSet.plan``) and
+    ``observer`` hears of every transition once committed (``Metrics.record_transition``).
+
     :raises UnsupportedDatabaseError: see :func:`sqlite_path_from_url`; also for a PostgreSQL
         URL when psycopg is not installed, or with a bad pool size.
     """
     if is_postgres_url(url):
-        return _connect_postgres(url)
-    return SQLiteStore(sqlite_path_from_url(url))
+        return _connect_postgres(url, planner=planner, observer=observer)
+    return SQLiteStore(sqlite_path_from_url(url), planner=planner, observer=observer)
 
 
-def _connect_postgres(url: str) -> Store:
+def _connect_postgres(url: str, **hooks: Any) -> Store:
     try:
         from service.store.postgres import PostgresStore
     except ImportError as exc:
@@ -164,4 +188,4 @@ def _connect_postgres(url: str) -> Store:
     if not 1 <= min_size <= max_size:
         raise UnsupportedDatabaseError(
             url, f"need 1 <= pool_min_size <= pool_max_size, not {min_size}, {max_size}")
-    return PostgresStore(conninfo, min_size=min_size, max_size=max_size)
+    return PostgresStore(conninfo, min_size=min_size, max_size=max_size, **hooks)

@@ -5,6 +5,10 @@ gets a fresh file per test; PostgreSQL a fresh schema (``t_<random>``, selected 
 connection's ``search_path``), dropped afterwards. PostgreSQL comes from
 ``PIXHOOK_TEST_POSTGRES_DSN``; when no server answers there, its tests are skipped, unless
 ``PIXHOOK_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) makes that a failure.
+
+The store's task planner is bound when it is built. ``store`` and ``sqlite_store`` have none (no
+transition queues a task); a test that needs tasks binds one (``store.bind(planner=...)``), or
+the ``planner`` fixture, a :class:`~tests.support.planner.Planner` it can change between calls.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from service.store import Store
+from service.store import Store, TaskPlanner
 from service.store.sqlite import SQLiteStore
+from tests.support.planner import Planner
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -140,9 +145,12 @@ class Backend:
         """The location as ``connect()`` takes it (a subprocess opens the store this way)."""
         return self.location if self.name == "postgres" else f"sqlite:///{self.location}"
 
-    def new_store(self, clock: Callable[[], float] | None = None) -> Store:
+    def new_store(self, clock: Callable[[], float] | None = None,
+                  planner: TaskPlanner | None = None) -> Store:
         """Another store on the same data: another process, or another replica."""
-        kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
+        kwargs: dict[str, Any] = {"planner": planner}
+        if clock is not None:
+            kwargs["clock"] = clock
         if self.name == "sqlite":
             return SQLiteStore(self.location, **kwargs)
         from service.store.postgres import PostgresStore
@@ -171,6 +179,13 @@ def backend(request: pytest.FixtureRequest, db_path: Path) -> Backend:
 async def store(backend: Backend, clock: FakeClock) -> AsyncIterator[Store]:
     async with backend.new_store(clock) as opened:
         yield opened
+
+
+@pytest.fixture
+def planner() -> Planner:
+    """A planner that plans nothing until the test says what (``planner.plan = ...``); bind it
+    with ``store.bind(planner=planner)``."""
+    return Planner()
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ async def test_the_in_flight_limit_holds_across_replicas(
 
     await asyncio.gather(*(claim(store) for store in (one, two, one, two)))
     assert len(claimed) == len(set(claimed)) == 7
-    assert await one.count_jobs([JobState.SUBMITTING]) == 7
+    assert await one.count_jobs_by_state([JobState.SUBMITTING]) == {JobState.SUBMITTING: 7}
 
 
 async def _generating(store: Store, count: int) -> list[str]:

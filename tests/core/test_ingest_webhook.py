@@ -6,6 +6,7 @@ import pytest
 
 from service.lifecycle import JobState, Outcome
 from service.store import DeliveryOutcome, Store
+from tests.support.planner import Planner, plans
 
 
 async def _generating_job(store: Store, video_id: int):
@@ -15,16 +16,17 @@ async def _generating_job(store: Store, video_id: int):
     return job
 
 
-def _ingest(store: Store, nonce: str, video_id: int, state: JobState, **kw):
+def _ingest(store: Store, nonce: str, video_id: int, state: JobState):
     return store.ingest_webhook(body=b'{"id":"1","status":1}', headers={"Webhook-Nonce": nonce},
                                 nonce=nonce, timestamp=1.0, received_at=2.0, video_id=video_id,
-                                proposed=state, **kw)
+                                proposed=state)
 
 
-async def test_applies_and_links_the_delivery(store: Store) -> None:
+async def test_applies_and_links_the_delivery(store: Store, planner: Planner) -> None:
+    store.bind(planner=planner)
     job = await _generating_job(store, 384920175633408001)
-    ingest = await _ingest(store, "n1", 384920175633408001, JobState.SUCCEEDED,
-                           tasks_for=lambda job, t: ["download"])
+    planner.plan = plans("download")
+    ingest = await _ingest(store, "n1", 384920175633408001, JobState.SUCCEEDED)
     assert ingest.outcome is DeliveryOutcome.OK
     assert ingest.transition is not None and ingest.transition.applied
     assert [t.handler for t in ingest.transition.tasks] == ["download"]
@@ -44,10 +46,13 @@ async def test_replayed_nonce_writes_nothing(store: Store) -> None:
     assert len(deliveries) == 1
 
 
-async def test_same_event_with_a_new_nonce_is_a_logged_duplicate(store: Store) -> None:
+async def test_same_event_with_a_new_nonce_is_a_logged_duplicate(store: Store,
+                                                                 planner: Planner) -> None:
+    store.bind(planner=planner)
     job = await _generating_job(store, 42)
-    await _ingest(store, "n1", 42, JobState.SUCCEEDED, tasks_for=lambda j, t: ["download"])
-    again = await _ingest(store, "n2", 42, JobState.SUCCEEDED, tasks_for=lambda j, t: ["download"])
+    planner.plan = plans("download")
+    await _ingest(store, "n1", 42, JobState.SUCCEEDED)
+    again = await _ingest(store, "n2", 42, JobState.SUCCEEDED)
     assert again.outcome is DeliveryOutcome.OK
     assert again.transition.outcome is Outcome.DUPLICATE and not again.transition.tasks
     assert len(await store.list_tasks(job_id=job.id)) == 1
@@ -59,14 +64,15 @@ async def test_unknown_video_is_an_orphan(store: Store) -> None:
     assert ingest.delivery.outcome is DeliveryOutcome.ORPHAN
 
 
-async def test_failure_inside_rolls_back_the_nonce_too(store: Store) -> None:
+async def test_failure_inside_rolls_back_the_nonce_too(store: Store, planner: Planner) -> None:
+    store.bind(planner=planner)
     await _generating_job(store, 42)
 
     def broken_planner(job, transition):
         raise RuntimeError("planner bug")
 
-    with pytest.raises(RuntimeError):
-        await _ingest(store, "n1", 42, JobState.SUCCEEDED, tasks_for=broken_planner)
+    with pytest.raises(RuntimeError), planner.planning(broken_planner):
+        await _ingest(store, "n1", 42, JobState.SUCCEEDED)
     # PixVerse's retry with the same nonce must still get through.
     retry = await _ingest(store, "n1", 42, JobState.SUCCEEDED)
     assert retry.outcome is DeliveryOutcome.OK and retry.transition.applied

@@ -25,11 +25,12 @@ from service.store import (
     Transition,
     UnsupportedDatabaseError,
     connect,
-    pg_migrations,
     sqlite_path_from_url,
 )
 from service.store.postgres import PostgresStore
+from service.store.sql import migration_names, queries
 from tests.core.conftest import FakeClock, with_search_path
+from tests.support.planner import plans
 
 WEBHOOK = TransitionSource.WEBHOOK
 
@@ -45,11 +46,12 @@ async def replicas(postgres_schema: str) -> AsyncIterator[tuple[PostgresStore, P
 
 
 async def succeeded_jobs(store: PostgresStore, count: int, handlers: int) -> None:
-    names = [f"h{i}" for i in range(handlers)]
+    """``count`` succeeded jobs with a task for each of ``handlers`` handlers (``h0``, ...);
+    binds the planner that names them to ``store``."""
+    store.bind(planner=plans(*(f"h{i}" for i in range(handlers))))
     for _ in range(count):
         job = await store.create_job(kind="text_to_video", params={})
-        await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                                     tasks_for=lambda job, t: names)
+        await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
 
 
 # -- URLs --------------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ async def test_migrations_are_recorded_and_run_once(postgres_schema: str) -> Non
             await store.create_job(kind="k", params={})
     with psycopg.connect(postgres_schema) as conn:
         names = [row[0] for row in conn.execute("SELECT name FROM pixhook_migrations")]
-        assert names == pg_migrations.MIGRATION_NAMES
+        assert names == migration_names()
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (2,)
 
 
@@ -121,7 +123,7 @@ async def test_replicas_starting_together_migrate_once(postgres_schema: str) -> 
         await asyncio.gather(*(store.close() for store in stores))
     with psycopg.connect(postgres_schema) as conn:
         count = conn.execute("SELECT count(*) FROM pixhook_migrations").fetchone()
-    assert count == (len(pg_migrations.MIGRATION_NAMES),)
+    assert count == (len(migration_names()),)
 
 
 @pytest.mark.postgres
@@ -149,18 +151,22 @@ async def test_history_is_append_only(postgres_schema: str) -> None:
 async def test_queue_and_reconciler_queries_can_use_their_indexes(postgres_schema: str) -> None:
     async with PostgresStore(postgres_schema) as store:
         await succeeded_jobs(store, 3, 2)
-    from service.store import postgres
+    sql = queries("postgres")
 
     with psycopg.connect(postgres_schema) as conn:
         conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned otherwise
         def plan(sql: str, params: dict[str, float]) -> str:
             return "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}", params))
 
-        claim = plan(postgres.CLAIM_TASKS_SQL, {"now": 0.0, "lease_until": 1.0, "limit": 10})
+        claim = plan(sql["claim_tasks"], {"now": 0.0, "lease_until": 1.0, "limit": 10})
         assert "tasks_pending" in claim and "tasks_running" in claim, claim
-        overdue = plan(postgres.JOBS_OVERDUE_SQL, {"cutoff": 0.0, "now": 0.0, "limit": 10})
+        overdue = plan(sql["jobs_overdue"], {"cutoff": 0.0, "now": 0.0, "limit": 10})
         assert "jobs_overdue" in overdue, overdue
-        submit = plan(postgres.JOBS_DUE_FOR_SUBMIT_SQL, {"now": 0.0, "limit": 10})
+        # What the reconciler runs: the same search, holding what it finds.
+        claim_overdue = plan(sql["claim_overdue"],
+                             {"cutoff": 0.0, "now": 0.0, "limit": 10, "hold": 1.0})
+        assert "jobs_overdue" in claim_overdue, claim_overdue
+        submit = plan(sql["jobs_due_for_submit"], {"now": 0.0, "limit": 10})
         assert "jobs_submittable" in submit, submit
         conn.rollback()
 
@@ -195,13 +201,15 @@ async def test_concurrent_claims_never_share_a_task(
 async def test_the_same_delivery_on_two_replicas_is_taken_once(
         replicas: tuple[PostgresStore, PostgresStore]) -> None:
     one, two = replicas
+    for replica in replicas:
+        replica.bind(planner=download)
     job = await one.create_job(kind="text_to_video", params={})
     await one.update_job(job.id, video_id=2**63 - 1)
 
     def ingest(store: PostgresStore, nonce: str):  # type: ignore[no-untyped-def]
         return store.ingest_webhook(
             body=b'{"status":1}', headers={}, nonce=nonce, timestamp=1.0, received_at=2.0,
-            video_id=2**63 - 1, proposed=JobState.SUCCEEDED, tasks_for=download)
+            video_id=2**63 - 1, proposed=JobState.SUCCEEDED)
 
     # The same nonce (a replayed request) from ten deliveries: recorded once.
     replayed = await asyncio.gather(*(ingest((one, two)[i % 2], "n1") for i in range(10)))
@@ -215,7 +223,7 @@ async def test_the_same_delivery_on_two_replicas_is_taken_once(
     results = await asyncio.gather(*(
         (one, two)[i % 2].ingest_webhook(
             body=b'{"status":1}', headers={}, nonce=f"m{i}", timestamp=1.0, received_at=2.0,
-            video_id=7, proposed=JobState.SUCCEEDED, tasks_for=download)
+            video_id=7, proposed=JobState.SUCCEEDED)
         for i in range(10)))
     outcomes = [r.transition.outcome for r in results if r.transition is not None]
     assert outcomes.count(Outcome.APPLIED) == 1 and outcomes.count(Outcome.DUPLICATE) == 9
@@ -251,13 +259,13 @@ async def test_no_orphan_slips_between_the_video_id_and_its_adoption(
 async def test_a_task_queued_elsewhere_wakes_a_waiting_store(
         replicas: tuple[PostgresStore, PostgresStore]) -> None:
     worker, web = replicas
+    web.bind(planner=download)
     await worker.wait_for_tasks(0)  # start from a cleared event
     job = await web.create_job(kind="text_to_video", params={})
 
     async def queue_soon() -> None:
         await asyncio.sleep(0.2)
-        await web.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                                   tasks_for=download)
+        await web.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
 
     started = time.monotonic()
     await asyncio.gather(worker.wait_for_tasks(10), queue_soon())
@@ -284,11 +292,12 @@ async def test_a_deployment_in_another_schema_does_not_wake_this_one(
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {other_schema}")
     try:
-        async with PostgresStore(with_search_path(postgres_server, other_schema)) as other:
+        async with PostgresStore(with_search_path(postgres_server, other_schema),
+                                 planner=download) as other:
             await worker.wait_for_tasks(0)  # start from a cleared event
             job = await other.create_job(kind="text_to_video", params={})
-            await other.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                                         tasks_for=download)
+            result = await other.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
+            assert result.tasks  # a task was queued (and NOTIFY sent) in the other schema
             started = time.monotonic()
             await worker.wait_for_tasks(0.5)
             assert time.monotonic() - started >= 0.45  # not woken by the other schema

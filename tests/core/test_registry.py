@@ -14,7 +14,7 @@ from service.handler_api import BaseHandler, Handler, HandlerContext, Job, Trans
 from service.lifecycle import JobState, Outcome, TransitionSource
 from service.registry import HandlerConfigError, HandlerSet
 from service.settings import Settings
-from service.store.base import Transition as StoreTransition
+from service.store.records import Transition as StoreTransition
 
 BUILTINS = {"download", "slack", "followup", "forward"}
 

@@ -1,7 +1,7 @@
 """SQLite's set-based webhook ingest: a batch writes what its webhooks would one at a time.
 
 Webhooks handed to :meth:`SQLiteStore.ingest_webhook` in the same loop turn are written by
-:func:`service.store.sqlite_ingest.ingest_batch` in a few multi-row statements. These tests
+:func:`service.store.sqlite_webhook_batch.write_batch` in a few multi-row statements. These tests
 compare that with the same webhooks awaited one by one (each then a batch of one), row for
 row, and check what a batch must not do: let one bad webhook fail the others, lose a bit of
 a REAL column, or give rows other ids than SQLite would.
@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from service.lifecycle import JobState
+from service.lifecycle import JobState, TransitionSource
 from service.store import DeliveryOutcome, Job, StorageError
 from service.store.sqlite import SQLiteStore
+from tests.support.planner import Planner
 
 from .conftest import FakeClock
 
@@ -30,6 +31,10 @@ ODD_TIME = 1_700_000_000.123456789
 
 
 def _plan(job: Job, transition: Any) -> list[str]:
+    """The stores' planner: tasks for what a webhook applied (setting the jobs up queues
+    none)."""
+    if transition.source is not TransitionSource.WEBHOOK:
+        return []
     return ["download", "notify"] if transition.to_state is JobState.SUCCEEDED else ["notify"]
 
 
@@ -63,12 +68,12 @@ def _webhooks(count: int, seed: int) -> list[dict[str, Any]]:
     return webhooks
 
 
-def _ingest(store: SQLiteStore, webhook: dict[str, Any], tasks_for: Any = _plan) -> Any:
+def _ingest(store: SQLiteStore, webhook: dict[str, Any]) -> Any:
     body = (f'{{"id":"{webhook["video_id"]}","status":1,'
             f'"nonce":"{webhook["nonce"]}"}}').encode()
     return store.ingest_webhook(body=body, headers={"Webhook-Nonce": webhook["nonce"],
                                                     "Authorization": "secret"},
-                                tasks_for=tasks_for, **webhook)
+                                **webhook)
 
 
 def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -117,7 +122,7 @@ async def test_a_batch_writes_what_one_at_a_time_writes(tmp_path: Path, seed: in
     outcomes = {}
     for mode in ("batched", "one_by_one"):
         path = tmp_path / f"{mode}.db"
-        async with SQLiteStore(path, clock=FakeClock()) as store:
+        async with SQLiteStore(path, clock=FakeClock(), planner=_plan) as store:
             await _jobs(store, 20)
             batches_before = store.writer_stats.batches
             if mode == "batched":
@@ -137,6 +142,7 @@ async def test_a_batch_writes_what_one_at_a_time_writes(tmp_path: Path, seed: in
 
 
 async def test_returned_records_equal_what_is_read_back(sqlite_store: SQLiteStore) -> None:
+    sqlite_store.bind(planner=_plan)
     jobs = await _jobs(sqlite_store, 5)
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i % 5,
                  "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME + i / 3,
@@ -158,17 +164,21 @@ async def test_returned_records_equal_what_is_read_back(sqlite_store: SQLiteStor
 
 
 async def test_one_bad_webhook_fails_alone(sqlite_store: SQLiteStore) -> None:
+    planner = Planner(_plan)
+    sqlite_store.bind(planner=planner)
     await _jobs(sqlite_store, 4)
 
     def broken(job: Job, transition: Any) -> list[str]:
-        raise RuntimeError("planner bug")
+        if job.video_id == FIRST_VIDEO + 2:  # the third webhook's job
+            raise RuntimeError("planner bug")
+        return _plan(job, transition)
 
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i,
                  "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME,
                  "timestamp": ODD_TIME} for i in range(4)]
-    results = await asyncio.gather(
-        *(_ingest(sqlite_store, w, broken if i == 2 else _plan) for i, w in enumerate(webhooks)),
-        return_exceptions=True)
+    with planner.planning(broken):
+        results = await asyncio.gather(*(_ingest(sqlite_store, w) for w in webhooks),
+                                       return_exceptions=True)
     assert isinstance(results[2], RuntimeError)
     assert all(r.outcome is DeliveryOutcome.OK and r.transition.applied
                for i, r in enumerate(results) if i != 2)
@@ -187,7 +197,7 @@ async def test_a_closed_store_refuses_webhooks(db_path: Path) -> None:
 
 
 async def test_close_writes_webhooks_already_handed_in(db_path: Path) -> None:
-    store = SQLiteStore(db_path, clock=FakeClock())
+    store = SQLiteStore(db_path, clock=FakeClock(), planner=_plan)
     await store.open()
     await _jobs(store, 3)
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
@@ -202,7 +212,7 @@ async def test_close_writes_webhooks_already_handed_in(db_path: Path) -> None:
 
 
 def test_chunks_are_powers_of_two_and_bounded() -> None:
-    from service.store.sqlite_ingest import MAX_ROWS_PER_STATEMENT, _chunks
+    from service.store.sqlite_webhook_batch import MAX_ROWS_PER_STATEMENT, _chunks
 
     rows = [(i,) for i in range(37)]
     assert [len(c) for c in _chunks(rows)] == [32, 4, 1]
@@ -213,7 +223,8 @@ def test_chunks_are_powers_of_two_and_bounded() -> None:
 
 
 async def test_a_batch_larger_than_one_statement(db_path: Path) -> None:
-    async with SQLiteStore(db_path, clock=FakeClock(), max_batch=1000) as store:
+    async with SQLiteStore(db_path, clock=FakeClock(), max_batch=1000,
+                           planner=_plan) as store:
         await _jobs(store, 2)
         webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i % 700,
                      "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME,
@@ -226,6 +237,7 @@ async def test_a_batch_larger_than_one_statement(db_path: Path) -> None:
 @pytest.mark.parametrize("turns", [2, 3], ids=["before_it_starts", "while_it_waits"])
 async def test_a_cancelled_batch_answers_its_callers(sqlite_store: SQLiteStore,
                                                      turns: int) -> None:
+    sqlite_store.bind(planner=_plan)
     await _jobs(sqlite_store, 2)
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
                  "received_at": ODD_TIME, "timestamp": ODD_TIME} for i in range(2)]
@@ -234,7 +246,7 @@ async def test_a_cancelled_batch_answers_its_callers(sqlite_store: SQLiteStore,
     # waits for the writer.
     for _ in range(turns):
         await asyncio.sleep(0)
-    (batch,) = sqlite_store._ingest_tasks
+    (batch,) = sqlite_store._batches._writing
     batch.cancel()
     results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
     assert all(isinstance(r, StorageError) and "interrupted" in str(r) for r in results)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
 from service.lifecycle import JobState, Outcome, TransitionSource
 from service.store import (
@@ -28,9 +29,12 @@ from service.store import (
     connect,
     sqlite_path_from_url,
 )
-from service.store import migrations as migrations_module
-from service.store.sqlite import JOBS_OVERDUE_SQL, SQLiteStore
+from service.store.connector import run_sync
+from service.store.schema import migrate
+from service.store.sql import migration_names, queries
+from service.store.sqlite import SQLiteStore, SQLiteTransaction
 from tests.core.conftest import Backend, FakeClock, RawDatabase
+from tests.support.planner import plans
 
 WEBHOOK = TransitionSource.WEBHOOK
 MAX_VIDEO_ID = 2**63 - 1
@@ -56,7 +60,7 @@ async def test_open_configures_sqlite(sqlite_store: SQLiteStore, db_path: Path) 
     finally:
         db.close()
     # Per-connection settings, checked on the store's own write connection.
-    pragmas = await sqlite_store._write(lambda db: [
+    pragmas = await sqlite_store.connector.writer.submit(lambda db: [
         db.execute(f"PRAGMA {name}").fetchone()[0]
         for name in ("foreign_keys", "busy_timeout", "synchronous", "wal_autocheckpoint",
                      "journal_size_limit")
@@ -68,10 +72,12 @@ async def test_open_configures_sqlite(sqlite_store: SQLiteStore, db_path: Path) 
 
 def test_migrations_run_twice_are_harmless(db_path: Path) -> None:
     db = Database(sqlite3.connect(db_path, isolation_level=None))
+    sql = queries("sqlite")
     try:
-        assert migrations_module.migrate(db) == migrations_module.MIGRATION_NAMES
-        assert migrations_module.migrate(db) == []
-        assert [m.name for m in migrations_module.migrations.applied(db)] == migrations_module.MIGRATION_NAMES
+        assert run_sync(migrate(SQLiteTransaction(db), sql)) == migration_names()
+        assert run_sync(migrate(SQLiteTransaction(db), sql)) == []
+        # Recorded where sqlite-utils (and so the first releases) keep them.
+        assert [m.name for m in Migrations("pixhook").applied(db)] == migration_names()
     finally:
         db.close()
 
@@ -82,7 +88,8 @@ async def test_reopening_migrates_nothing(db_path: Path) -> None:
             await store.create_job(kind="text_to_video", params={})
     raw = sqlite3.connect(db_path)
     try:
-        assert raw.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (len(migrations_module.MIGRATION_NAMES),)
+        assert raw.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (
+            len(migration_names()),)
         assert raw.execute("SELECT count(*) FROM jobs").fetchone() == (2,)
     finally:
         raw.close()
@@ -136,12 +143,10 @@ async def test_close_lets_queued_writes_commit(backend: Backend) -> None:
 
 
 async def test_reopen_keeps_everything(backend: Backend, clock: FakeClock) -> None:
-    async with backend.new_store(clock) as store:
+    async with backend.new_store(clock, planner=plans("notify")) as store:
         job = await store.create_job(kind="text_to_video", params={"prompt": "x"})
         await store.update_job(job.id, video_id=MAX_VIDEO_ID)
-        result = await store.apply_transition(
-            job.id, JobState.SUCCEEDED, source=WEBHOOK,
-            tasks_for=lambda job, transition: ["notify"])
+        result = await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
         delivery = await store.record_webhook_delivery(
             body=b'{"status":1}', headers={}, outcome=DeliveryOutcome.OK,
             received_at=clock.now, video_id=MAX_VIDEO_ID, job_id=job.id)
@@ -293,20 +298,28 @@ async def test_jobs_overdue(store: Store, clock: FakeClock) -> None:
     await store.create_job(kind="k", params={})  # queued: the submitter's business
 
     now, grace = t0 + 120, 60
-    overdue = await store.jobs_overdue(now, grace)
-    assert [job.id for job in overdue] == [quiet.id, submitting.id]  # longest silent first
-    assert [job.id for job in await store.jobs_overdue(now, grace, limit=1)] == [quiet.id]
-    later = await store.jobs_overdue(t0 + 600, grace)
-    assert {job.id for job in later} == {quiet.id, recent.id, submitting.id, backing_off.id}
+
+    async def overdue(at: float, limit: int = 100) -> list[str]:
+        # Held for no time (next_poll_at = at), so the same question can be asked again.
+        claimed = await store.claim_overdue(at, grace, hold_seconds=0, limit=limit)
+        assert all(job.next_poll_at == at for job in claimed)
+        return [job.id for job in claimed]
+
+    assert await overdue(now) == [quiet.id, submitting.id]  # longest silent first
+    assert await overdue(now, limit=1) == [quiet.id]
 
     # A poll that finds nothing new is still news: the job is quiet for another grace period.
     await store.apply_transition(quiet.id, JobState.GENERATING, source=TransitionSource.POLL,
                                  received_at=now)
-    assert quiet.id not in {job.id for job in await store.jobs_overdue(now, grace)}
+    assert await overdue(now) == [submitting.id]
+
+    later = await overdue(t0 + 600)
+    assert set(later) == {quiet.id, recent.id, submitting.id, backing_off.id}
 
 
+@pytest.mark.parametrize("query", ["jobs_overdue", "claim_overdue"])
 async def test_jobs_overdue_uses_its_index(sqlite_store: SQLiteStore,
-                                           sqlite_raw: RawDatabase) -> None:
+                                           sqlite_raw: RawDatabase, query: str) -> None:
     store, raw = sqlite_store, sqlite_raw
     for i in range(30):
         job = await store.create_job(kind="k", params={})
@@ -315,7 +328,8 @@ async def test_jobs_overdue_uses_its_index(sqlite_store: SQLiteStore,
     raw.conn.execute("ANALYZE")
     plan = [
         row[3] for row in raw.conn.execute(
-            f"EXPLAIN QUERY PLAN {JOBS_OVERDUE_SQL}", {"cutoff": 0.0, "now": 0.0, "limit": 10})
+            f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}",
+            {"cutoff": 0.0, "now": 0.0, "limit": 10, "hold": 1.0})
     ]
     assert any("USING INDEX jobs_overdue" in step for step in plan), plan
     assert not any(step.startswith("SCAN jobs") for step in plan), plan
@@ -332,14 +346,23 @@ async def test_jobs_due_for_submit(store: Store, clock: FakeClock) -> None:
     accepted = await store.create_job(kind="k", params={})
     await store.apply_transition(accepted.id, JobState.SUBMITTING, source=TransitionSource.SUBMIT)
     await store.update_job(accepted.id, video_id=77)  # PixVerse answered: never re-sent
-    assert [job.id for job in await store.jobs_due_for_submit(clock.now)] == [ready.id]
-    due_later = await store.jobs_due_for_submit(clock.now + 30)
-    assert [job.id for job in due_later] == [ready.id, waiting.id]
+    assert await store.count_jobs_by_state([JobState.SUBMITTING]) == {JobState.SUBMITTING: 2}
+    assert await store.count_jobs_by_state([JobState.QUEUED, JobState.SUBMITTING]) == {
+        JobState.QUEUED: 2, JobState.SUBMITTING: 2}
+
+    async def claim(now: float) -> list[str]:
+        # A long lease: what one claim took is not due again within this test's first minute.
+        claims = await store.claim_submissions(now, limit=10, lease_seconds=1000)
+        return [claim.job.id for claim in claims]
+
+    assert await claim(clock.now) == [ready.id]
+    assert await claim(clock.now + 30) == [waiting.id]  # its backoff is over
     # An attempt whose lease ran out (the process died mid-call) is due again.
-    due_after_lease = await store.jobs_due_for_submit(clock.now + 61)
-    assert [job.id for job in due_after_lease] == [ready.id, waiting.id, leased.id]
-    assert await store.count_jobs([JobState.SUBMITTING]) == 2
-    assert await store.count_jobs([JobState.QUEUED, JobState.SUBMITTING]) == 4
+    assert await claim(clock.now + 61) == [leased.id]
+    # So is every claim once its lease runs out, oldest job first; an accepted one never.
+    assert await claim(clock.now + 2000) == [ready.id, waiting.id, leased.id]
+    assert await store.count_jobs_by_state([JobState.QUEUED, JobState.SUBMITTING]) == {
+        JobState.SUBMITTING: 4}
 
 
 # -- webhook deliveries and nonces -------------------------------------------------------------
@@ -401,9 +424,9 @@ async def test_webhook_deliveries(store: Store, clock: FakeClock) -> None:
 
 
 async def test_task_queue(store: Store, clock: FakeClock) -> None:
+    store.bind(planner=plans("a", "b", "c"))
     job = await store.create_job(kind="k", params={})
-    result = await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                                          tasks_for=lambda job, t: ["a", "b", "c"])
+    result = await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
     a, b, c = result.tasks
     claimed = await store.claim_tasks(clock.now, limit=2, lease_seconds=30)
     assert [task.id for task in claimed] == [a.id, b.id]
@@ -475,10 +498,9 @@ async def test_connect_opens_a_file_store(tmp_path: Path) -> None:
 
 
 async def test_memory_store_works_end_to_end() -> None:
-    async with connect("sqlite:///:memory:") as store:
+    async with connect("sqlite:///:memory:", planner=plans("notify")) as store:
         job = await store.create_job(kind="k", params={})
-        result = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                              tasks_for=lambda job, t: ["notify"])
+        result = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
         assert result.outcome is Outcome.APPLIED
         assert await store.get_job(job.id) == result.job
         assert len(await store.list_tasks()) == 1

@@ -11,6 +11,7 @@ import pytest
 from service.lifecycle import JobState, Outcome, TransitionSource
 from service.store import Job, JobNotFoundError, Store, Transition
 from tests.core.conftest import Backend, FakeClock, RawDatabase
+from tests.support.planner import Planner
 
 WEBHOOK = TransitionSource.WEBHOOK
 
@@ -79,11 +80,10 @@ async def test_history_records_applied_duplicate_and_ignored(store: Store) -> No
 
 
 async def test_late_generating_after_succeeded_is_ignored(store: Store) -> None:
+    store.bind(planner=notify_and_log)
     job = await new_job(store)
-    await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                                 tasks_for=notify_and_log)
-    late = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                        tasks_for=notify_and_log)
+    await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
+    late = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     assert late.outcome is Outcome.IGNORED
     assert late.job.state is JobState.SUCCEEDED
     assert late.tasks == ()
@@ -93,8 +93,8 @@ async def test_late_generating_after_succeeded_is_ignored(store: Store) -> None:
 async def test_deleted_after_succeeded_applies(store: Store) -> None:
     job = await new_job(store)
     await store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
-    result = await store.apply_transition(job.id, JobState.DELETED, source=TransitionSource.POLL,
-                                          tasks_for=notify_and_log)
+    store.bind(planner=notify_and_log)
+    result = await store.apply_transition(job.id, JobState.DELETED, source=TransitionSource.POLL)
     assert result.applied and result.job.state is JobState.DELETED
     assert [task.idempotency_key for task in result.tasks] == [
         f"{job.id}:deleted:notify", f"{job.id}:deleted:log"]
@@ -108,8 +108,8 @@ async def test_tasks_commit_with_the_transition(store: Store, raw: RawDatabase) 
         calls.append((job.state, transition.from_state))
         return ["notify", "log", "notify"]  # a repeated name is one task
 
-    applied = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                           tasks_for=planner)
+    store.bind(planner=planner)
+    applied = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     # The planner sees the job as it is after the transition.
     assert calls == [(JobState.GENERATING, JobState.QUEUED)]
     assert [task.handler for task in applied.tasks] == ["notify", "log"]
@@ -119,8 +119,7 @@ async def test_tasks_commit_with_the_transition(store: Store, raw: RawDatabase) 
         ("notify", applied.transition.id, "pending"), ("log", applied.transition.id, "pending")]
     assert raw.value("SELECT state FROM jobs WHERE id = ?", job.id) == "generating"
 
-    duplicate = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                             tasks_for=planner)
+    duplicate = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     assert duplicate.outcome is Outcome.DUPLICATE and duplicate.tasks == ()
     assert len(calls) == 1  # not even asked
     assert raw.value("SELECT count(*) FROM tasks") == 2
@@ -128,30 +127,36 @@ async def test_tasks_commit_with_the_transition(store: Store, raw: RawDatabase) 
 
 
 async def test_failure_inside_the_transaction_leaves_nothing(
-    store: Store, raw: RawDatabase
+    store: Store, raw: RawDatabase, planner: Planner
 ) -> None:
+    store.bind(planner=planner)
     job = await new_job(store)
     before = await store.get_job(job.id)
+    planner.plan = broken_planner
     with pytest.raises(PlannerBroke):
-        await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                     tasks_for=broken_planner)
+        await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     assert await store.get_job(job.id) == before
     assert len(await store.list_transitions(job.id)) == 1  # only "created"
     assert raw.value("SELECT count(*) FROM tasks") == 0
 
     # The job is untouched, so the same transition applies cleanly afterwards.
-    result = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                          tasks_for=notify_and_log)
+    planner.plan = notify_and_log
+    result = await store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
     assert result.applied and len(result.tasks) == 2
 
 
 async def test_a_failing_write_does_not_spoil_its_batch(store: Store) -> None:
     jobs = [await new_job(store) for _ in range(20)]
+    broken = {job.id for i, job in enumerate(jobs) if i % 4 == 0}
+
+    def planner(job: Job, transition: Transition) -> Iterable[str]:
+        return (broken_planner if job.id in broken else notify_and_log)(job, transition)
+
+    store.bind(planner=planner)
     results = await asyncio.gather(
         *(
-            store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK,
-                                   tasks_for=broken_planner if i % 4 == 0 else notify_and_log)
-            for i, job in enumerate(jobs)
+            store.apply_transition(job.id, JobState.GENERATING, source=WEBHOOK)
+            for job in jobs
         ),
         return_exceptions=True,
     )
@@ -169,10 +174,10 @@ async def test_a_failing_write_does_not_spoil_its_batch(store: Store) -> None:
 
 
 async def test_concurrent_proposals_apply_once(store: Store) -> None:
+    store.bind(planner=notify_and_log)
     job = await new_job(store)
     results = await asyncio.gather(*(
-        store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK,
-                               tasks_for=notify_and_log)
+        store.apply_transition(job.id, JobState.SUCCEEDED, source=WEBHOOK)
         for _ in range(50)
     ))
     outcomes = [result.outcome for result in results]
@@ -185,11 +190,12 @@ async def test_concurrent_proposals_apply_once(store: Store) -> None:
 async def test_two_stores_on_one_database_apply_once(backend: Backend, store: Store) -> None:
     """Two writers (as two processes would be) serialize: on BEGIN IMMEDIATE in SQLite, on
     the job's row lock in PostgreSQL."""
+    store.bind(planner=notify_and_log)
     job = await new_job(store)
-    async with backend.new_store() as other:
+    async with backend.new_store(planner=notify_and_log) as other:
         results = await asyncio.gather(*(
             (store if i % 2 else other).apply_transition(
-                job.id, JobState.GENERATING, source=WEBHOOK, tasks_for=notify_and_log)
+                job.id, JobState.GENERATING, source=WEBHOOK)
             for i in range(40)
         ))
     assert [r.outcome for r in results].count(Outcome.APPLIED) == 1

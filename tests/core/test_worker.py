@@ -31,6 +31,7 @@ from service.settings import Settings
 from service.store import LeaseLostError, Store, Task, TaskRunOutcome, TaskState
 from service.worker import RetryPolicy, TaskRunner
 from tests.core.conftest import Backend
+from tests.support.planner import Planner, plans
 
 REPO = Path(__file__).resolve().parents[2]
 Behaviour = Callable[[Job, Transition, HandlerContext], Awaitable[None]]
@@ -64,6 +65,8 @@ class Rig:
     backend: Backend
     settings: Settings
     http: httpx.AsyncClient
+    #: The store's planner: plans nothing but inside succeeded_job.
+    planner: Planner
 
     def runner(self, **behaviours: Behaviour | tuple[Behaviour, tuple[str, ...]]) -> TaskRunner:
         factories = {}
@@ -81,9 +84,9 @@ class Rig:
 
     async def succeeded_job(self, *handlers: str) -> tuple[Job, list[Task]]:
         job = await self.store.create_job(kind="text_to_video", params={"prompt": "p"})
-        result = await self.store.apply_transition(
-            job.id, JobState.SUCCEEDED, source=TransitionSource.WEBHOOK,
-            tasks_for=lambda _j, _t: list(handlers))
+        with self.planner.planning(plans(*handlers)):
+            result = await self.store.apply_transition(
+                job.id, JobState.SUCCEEDED, source=TransitionSource.WEBHOOK)
         return result.job, list(result.tasks)
 
     async def wait_for_state(self, task_id: int, state: TaskState,
@@ -104,8 +107,9 @@ async def rig(backend: Backend) -> AsyncIterator[Rig]:
     settings = Settings(database_url=backend.url,
                         task_max_attempts=4, task_backoff=0.05, task_backoff_max=1.0,
                         task_lease=5.0, task_timeout=5.0)
-    async with backend.new_store() as store, httpx.AsyncClient() as http:
-        yield Rig(store=store, backend=backend, settings=settings, http=http)
+    planner = Planner()
+    async with backend.new_store(planner=planner) as store, httpx.AsyncClient() as http:
+        yield Rig(store=store, backend=backend, settings=settings, http=http, planner=planner)
 
 
 @contextlib.asynccontextmanager

@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from service.handler_api import HandlerContext
+from service.handler_api import HandlerContext, StoreJobsView
 from service.lifecycle import JobState, TransitionSource
 from service.pixverse.client import PixVerseClient
 from service.settings import Settings
 from service.store import Job, SQLiteStore, Task, Transition
 from service.submission import Submitter
+from tests.support.planner import Planner, plans
 
 T2V = {"prompt": "a lantern over a lake", "model": "v6", "duration": 5, "quality": "540p",
        "aspect_ratio": "16:9"}
@@ -37,6 +38,8 @@ class Harness:
     tmp_path: Path
     #: The real submission module (its loop is not running: nothing reaches PixVerse).
     submitter: Submitter
+    #: The store's planner: it plans nothing but inside :meth:`transition`.
+    planner: Planner
     #: What ``context.submit`` was called with, in order.
     submitted: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -53,9 +56,9 @@ class Harness:
                                           source=TransitionSource.SUBMIT)
         body = {"id": str(video_id), "status": 1, "url": "", "size": 0, "has_audio": False,
                 "credits": 20, **(payload or {})}
-        result = await self.store.apply_transition(
-            job.id, state, source=TransitionSource.WEBHOOK, payload=body,
-            tasks_for=lambda _job, _transition: [handler])
+        with self.planner.planning(plans(handler)):
+            result = await self.store.apply_transition(
+                job.id, state, source=TransitionSource.WEBHOOK, payload=body)
         [task] = await self.store.claim_tasks(result.transition.recorded_at + 1)
         return result.job, result.transition, task
 
@@ -67,7 +70,7 @@ class Harness:
 
         logger = logging.LoggerAdapter(logging.getLogger(f"tests.handlers.{task.handler}"),
                                        {"job_id": task.job_id, "task_id": task.id})
-        return HandlerContext(http=self.http, store=self.store,
+        return HandlerContext(http=self.http, jobs=StoreJobsView(self.store),
                               settings=settings or self.settings, logger=logger,
                               options=dict(options or {}), task=task, submit=submit)
 
@@ -78,8 +81,9 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
                         media_dir=str(tmp_path / "media"))
     # The client is never used: the submitter's loop does not run in handler tests.
     client = PixVerseClient("unused", base_url="http://127.0.0.1:9/openapi/v2")
-    async with SQLiteStore(tmp_path / "pixhook.db") as store, \
+    planner = Planner()
+    async with SQLiteStore(tmp_path / "pixhook.db", planner=planner) as store, \
             httpx.AsyncClient(timeout=10) as http:
         yield Harness(store=store, settings=settings, http=http, tmp_path=tmp_path,
-                      submitter=Submitter(store, client, settings))
+                      submitter=Submitter(store, client, settings), planner=planner)
     await client.aclose()

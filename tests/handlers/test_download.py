@@ -412,8 +412,9 @@ async def test_a_truncated_body_is_retried_and_leaves_nothing(
     job, transition, task = await _job(harness, f"{url}/truncated")
     with pytest.raises(Exception) as info:
         await _run(harness, local(harness, url), job, transition, task)
-    # Not a HandlerError: the worker retries it with backoff.
+    # Neither Retry nor PermanentError: the worker retries it with backoff.
     assert isinstance(info.value, (DownloadError, httpx.TransportError))
+    assert not isinstance(info.value, (Retry, PermanentError))
     assert leftovers(harness) == []
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from handlers.slack import SlackDeliveryError, SlackHandler, escape, format_duration
-from service.handler_api import HandlerError, PermanentError, Retry
+from service.handler_api import PermanentError, Retry, TransientError
 from service.lifecycle import JobState
 from service.media import MediaLinks
 from service.settings import Settings
@@ -224,7 +224,9 @@ async def test_a_server_error_is_retried_with_backoff(
         harness: Harness, slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
     _log_everything(caplog)
     error = await _fail(harness, slack, "500")
-    assert isinstance(error, SlackDeliveryError) and not isinstance(error, HandlerError)
+    # The worker backs off on a TransientError; only Retry and PermanentError end otherwise.
+    assert isinstance(error, SlackDeliveryError) and isinstance(error, TransientError)
+    assert not isinstance(error, Retry | PermanentError)
     assert error.status == 500 and "internal_error" in str(error)
     _assert_secret_kept(caplog, error)
 
@@ -233,7 +235,7 @@ async def test_an_unreachable_slack_is_retried_with_backoff(
         harness: Harness, slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
     _log_everything(caplog)
     error = await _fail(harness, slack, "refused")
-    assert isinstance(error, SlackDeliveryError) and not isinstance(error, HandlerError)
+    assert isinstance(error, SlackDeliveryError) and isinstance(error, TransientError)
     assert str(error) == "Slack request failed: ConnectError"
     _assert_secret_kept(caplog, error, requested=False)
 

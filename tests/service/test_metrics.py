@@ -61,6 +61,7 @@ async def instrumented(stack: Stack, **overrides: Any) -> AsyncIterator[Starlett
         for part in (services.receiver, services.reconciler, services.submitter,
                      services.runner):
             part.metrics = metrics
+        services.store.bind(observer=metrics.record_transition)  # transitions are counted there
         app.router.routes[:0] = HealthAPI(services.store, settings, metrics=metrics,
                                           runner=services.runner).routes()
     async with running_server(app, port=stack.port) as url:

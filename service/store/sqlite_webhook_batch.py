@@ -1,9 +1,11 @@
-"""The SQLite store's transition writes, set-based: a batch of webhooks in a fixed few statements.
+"""SQLite's fast path for webhooks: the webhooks of one loop turn written set-based, in a fixed
+few statements.
 
-Webhook ingest is pixhook's hot path. Done one webhook at a time it costs a nonce claim, a job
-lookup, three inserts and an update, each a separate statement with its own Python binding
-and SQLite preparation; under load that per-statement work, not the rows, was most of the
-cost (``scripts/profile_ingest``). Here a whole batch costs:
+Webhook ingest is pixhook's hot path. Done one webhook at a time (the ledger's
+:meth:`~service.store.ledger.Ledger.ingest_webhook`, which PostgreSQL uses) it costs a nonce
+claim, a job lookup, three inserts and an update, each a statement with its own Python binding
+and SQLite preparation; under load that per-statement work, not the rows, was most of the cost
+(``scripts/profile_ingest``). Here a whole batch costs:
 
 * one ``SELECT`` for the nonces already used and one for the jobs, each returning a single
   JSON value (REAL columns printed with ``%!.17g``, which keeps every bit);
@@ -12,25 +14,30 @@ cost (``scripts/profile_ingest``). Here a whole batch costs:
 * one multi-row ``INSERT``/``UPDATE`` per table, in power-of-two chunks so that a handful of
   statement texts cover every batch size.
 
-The rules are not restated: the decision is :func:`~service.store.planning.step_transition`,
-the tasks are :func:`~service.store.planning.plan_tasks`, and a webhook batch behaves exactly
-like its webhooks applied one after another (a nonce or a job seen twice in one batch
-included). :func:`apply_transition` is the same code for one transition, so SQLite has one
-place that turns a proposed state into rows.
+The rules are the ledger's (:func:`~service.store.ledger.step_transition`,
+:func:`~service.store.ledger.plan_tasks`), and a batch behaves exactly like its webhooks applied
+one after another (a nonce or a job seen twice in one batch included). A batch that fails is
+written again one webhook at a time, so only the webhook at fault fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlite_utils import Database
 
 from service.lifecycle import JobState, TransitionSource
-from service.store import planning, records
-from service.store.base import (
+from service.store import records
+from service.store.deliveries import safe_headers
+from service.store.errors import StorageError
+from service.store.ledger import idempotency_key, plan_tasks, step_transition
+from service.store.records import (
     DeliveryOutcome,
     Job,
     Task,
@@ -41,10 +48,14 @@ from service.store.base import (
     WebhookDelivery,
     WebhookIngest,
 )
+from service.store.writer import WriterStats, settle
+
+if TYPE_CHECKING:
+    from service.store.sqlite import SQLiteConnector
 
 
 @dataclass(frozen=True, slots=True)
-class IngestRequest:
+class Webhook:
     """One verified webhook, as :meth:`SQLiteStore.ingest_webhook` was given it."""
 
     body: bytes
@@ -54,10 +65,13 @@ class IngestRequest:
     received_at: float
     video_id: int
     proposed: JobState
-    tasks_for: TaskPlanner | None
 
 
-_JOB_FIELDS: Final = tuple(name.strip() for name in records.JOB_COLUMNS.split(","))
+_JOB_FIELDS: Final = (
+    "id", "kind", "state", "params", "trace_id", "video_id", "labels", "callback_url",
+    "then_steps", "parent_job_id", "attempts", "last_error", "next_attempt_at", "next_poll_at",
+    "created_at", "updated_at", "state_changed_at", "last_event_at", "media_path",
+    "media_sha256", "media_size")
 _REAL_JOB_FIELDS: Final = frozenset({"next_attempt_at", "next_poll_at", "created_at",
                                      "updated_at", "state_changed_at", "last_event_at"})
 
@@ -175,31 +189,31 @@ class _Writes:
         _execute(conn, _INSERT_TASKS, self.tasks)
 
 
-def _step(writes: _Writes, job: Job, proposed: JobState, *, source: TransitionSource,
-          payload: str | None, received_at: float | None, delivery_id: int | None,
-          tasks_for: TaskPlanner | None, now: float) -> TransitionResult:
-    """One proposed state for ``job``: the history row, the job's new fields and, if applied,
-    its tasks, added to ``writes``."""
-    step = planning.step_transition(job, proposed, now=now, received_at=received_at)
+def _step(writes: _Writes, job: Job, proposed: JobState, *, payload: str, received_at: float,
+          delivery_id: int, planner: TaskPlanner | None, now: float) -> TransitionResult:
+    """One webhook's proposed state for ``job``: the history row, the job's new fields and, if
+    applied, its tasks, added to ``writes``."""
+    step = step_transition(job, proposed, now=now, received_at=received_at)
     decision, after = step.decision, step.job
     transition = Transition(
         id=writes.next_transition, job_id=job.id, from_state=job.state, to_state=proposed,
-        outcome=decision.outcome, source=source, reason=decision.reason, payload=payload,
-        delivery_id=delivery_id, received_at=step.received_at, recorded_at=now,
+        outcome=decision.outcome, source=TransitionSource.WEBHOOK, reason=decision.reason,
+        payload=payload, delivery_id=delivery_id, received_at=step.received_at,
+        recorded_at=now,
     )
     writes.next_transition += 1
     writes.transitions.append((
         transition.id, job.id, job.state.value, proposed.value, decision.outcome.value,
-        source.value, decision.reason, payload, delivery_id, step.received_at, now,
+        transition.source.value, decision.reason, payload, delivery_id, step.received_at, now,
     ))
     writes.jobs[job.id] = (job.id, after.state.value, after.state_changed_at,
                            after.last_event_at, after.next_poll_at, after.updated_at)
     tasks: list[Task] = []
     if decision.applied:
-        for spec in planning.plan_tasks(after, transition, tasks_for):
+        for handler in plan_tasks(after, transition, planner):
             task = Task(
                 id=writes.next_task, job_id=job.id, transition_id=transition.id,
-                handler=spec.handler, idempotency_key=spec.idempotency_key,
+                handler=handler, idempotency_key=idempotency_key(job.id, proposed, handler),
                 state=TaskState.PENDING, attempts=0, run_after=now, lease_until=None,
                 last_error=None, created_at=now, updated_at=now,
             )
@@ -208,19 +222,6 @@ def _step(writes: _Writes, job: Job, proposed: JobState, *, source: TransitionSo
                                  task.idempotency_key, task.state.value, now, now, now))
             tasks.append(task)
     return TransitionResult(decision, after, transition, tuple(tasks))
-
-
-def apply_transition(conn: sqlite3.Connection, job: Job, proposed: JobState, *,
-                     source: TransitionSource, payload: str | None, received_at: float | None,
-                     delivery_id: int | None, tasks_for: TaskPlanner | None,
-                     now: float) -> TransitionResult:
-    """One transition for a job read in the open transaction; writes its rows."""
-    writes = _Writes.after_existing_rows(conn)
-    result = _step(writes, job, proposed, source=source, payload=payload,
-                   received_at=received_at, delivery_id=delivery_id, tasks_for=tasks_for,
-                   now=now)
-    writes.flush(conn)
-    return result
 
 
 def _jobs_by_video(conn: sqlite3.Connection, video_ids: list[int]) -> dict[int, Job]:
@@ -236,8 +237,8 @@ def _jobs_by_video(conn: sqlite3.Connection, video_ids: list[int]) -> dict[int, 
     return jobs
 
 
-def ingest_batch(conn: sqlite3.Connection, requests: Sequence[IngestRequest],
-                 now: float) -> list[WebhookIngest]:
+def write_batch(conn: sqlite3.Connection, requests: Sequence[Webhook], now: float,
+                planner: TaskPlanner | None) -> list[WebhookIngest]:
     """Record verified webhooks inside the open transaction, as if one after another.
 
     Returns one :class:`WebhookIngest` per request, in order. Raises whatever SQLite or a task
@@ -260,7 +261,7 @@ def ingest_batch(conn: sqlite3.Connection, requests: Sequence[IngestRequest],
             outcome=DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN,
             video_id=request.video_id, job_id=job.id if job is not None else None,
             nonce=request.nonce, timestamp=request.timestamp,
-            headers=planning.safe_headers(request.headers), body=bytes(request.body),
+            headers=safe_headers(request.headers), body=bytes(request.body),
             error=None,
         )
         writes.next_delivery += 1
@@ -272,11 +273,87 @@ def ingest_batch(conn: sqlite3.Connection, requests: Sequence[IngestRequest],
         if job is None:
             results.append(WebhookIngest(delivery.outcome, delivery, None))
             continue
-        result = _step(writes, job, request.proposed, source=TransitionSource.WEBHOOK,
-                       payload=planning.encode_payload(request.body.decode("utf-8", "replace")),
+        result = _step(writes, job, request.proposed,
+                       payload=request.body.decode("utf-8", "replace"),
                        received_at=request.received_at, delivery_id=delivery.id,
-                       tasks_for=request.tasks_for, now=now)
+                       planner=planner, now=now)
         jobs[request.video_id] = result.job
         results.append(WebhookIngest(delivery.outcome, delivery, result))
     writes.flush(conn)
     return results
+
+
+_Waiting = list[tuple[Webhook, "asyncio.Future[WebhookIngest]"]]
+
+
+class WebhookBatcher:
+    """Collects the webhooks handed in during one loop turn and writes them as one operation
+    of the connector's writer."""
+
+    def __init__(self, connector: SQLiteConnector, *, max_batch: int,
+                 clock: Callable[[], float], planner: Callable[[], TaskPlanner | None]) -> None:
+        self._connector = connector
+        self._max_batch = max_batch
+        self._clock = clock
+        self._planner = planner
+        self._waiting: _Waiting = []
+        self._writing: set[asyncio.Task[None]] = set()
+        #: Batches formed so far: ``operations`` counts webhooks.
+        self.stats = WriterStats()
+
+    async def submit(self, webhook: Webhook) -> WebhookIngest:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WebhookIngest] = loop.create_future()
+        self._waiting.append((webhook, future))
+        if len(self._waiting) == 1:
+            # call_soon: the webhooks the rest of this loop turn verifies join the batch.
+            loop.call_soon(self._start)
+        ingest = await future
+        if ingest.transition is not None and ingest.transition.tasks:
+            self._connector.tasks_ready.set()
+        return ingest
+
+    async def drain(self) -> None:
+        """Write what was handed in (the store is closing)."""
+        while self._waiting or self._writing:
+            if self._waiting:
+                self._start()
+            await asyncio.gather(*self._writing, return_exceptions=True)
+
+    def _start(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for start in range(0, len(waiting), self._max_batch):
+            batch = waiting[start:start + self._max_batch]
+            self.stats.count(len(batch))
+            task = asyncio.create_task(self._write(batch))
+            self._writing.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(functools.partial(self._done, batch))
+
+    def _done(self, batch: _Waiting, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # Cancelled (the loop shutting down), perhaps before it began: no caller may be
+            # left waiting. Callers already answered are skipped. The writer may still commit
+            # a batch cancelled while queued there; PixVerse's retry then finds its nonce used.
+            lost = StorageError("webhook batch interrupted; it may not have been written")
+            for _, future in batch:
+                settle(future, lost, None)
+
+    async def _write(self, batch: _Waiting) -> None:
+        """Write a batch as one operation. If it fails, write each webhook alone, so only the
+        webhook at fault fails (its caller answers 503; PixVerse retries)."""
+        webhooks = [webhook for webhook, _ in batch]
+
+        def op(db: Database) -> list[WebhookIngest]:
+            return write_batch(db.conn, webhooks, self._clock(), self._planner())
+
+        try:
+            results = await self._connector.writer.submit(op)
+        except Exception as exc:  # noqa: BLE001 -- the caller gets whatever it raised
+            if len(batch) == 1:
+                settle(batch[0][1], exc, None)
+                return
+            await asyncio.gather(*(self._write([item]) for item in batch))
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            settle(future, None, result)

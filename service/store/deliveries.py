@@ -1,0 +1,89 @@
+"""The webhook log: every delivery as received, and the nonces that make a replay a duplicate.
+
+Verified webhooks are written by the ledger (:meth:`service.store.ledger.Ledger.ingest_webhook`),
+which claims the nonce and keeps the delivery in the transaction that applies it; this part
+keeps the rest (refused deliveries, for debugging) and reads the log back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from service.store import records
+from service.store.base import StoreBase, filters, page, required
+from service.store.records import DeliveryOutcome, WebhookDelivery, check_limit, dumps
+
+#: Header names never written to the database, whatever the caller passes: a delivery log is
+#: read by people debugging, and replay needs only the signature headers.
+SECRET_HEADERS: Final = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "api-key", "x-api-key",
+})
+
+
+def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-case header names and drop credentials."""
+    return {name.lower(): value for name, value in headers.items()
+            if name.lower() not in SECRET_HEADERS}
+
+
+def delivery_row(*, body: bytes, headers: Mapping[str, str], outcome: DeliveryOutcome,
+                 received_at: float, video_id: int | None = None, job_id: str | None = None,
+                 nonce: str | None = None, timestamp: float | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+    """The parameters of ``insert_delivery``; credential headers are dropped."""
+    return {
+        "received_at": received_at, "outcome": DeliveryOutcome(outcome).value,
+        "video_id": video_id, "job_id": job_id, "nonce": nonce, "timestamp": timestamp,
+        "headers": dumps(safe_headers(headers)), "body": bytes(body), "error": error,
+    }
+
+
+class Deliveries(StoreBase):
+    """The webhook delivery log and the nonce table."""
+
+    async def record_webhook_delivery(
+        self, *, body: bytes, headers: Mapping[str, str], outcome: DeliveryOutcome,
+        received_at: float, video_id: int | None = None, job_id: str | None = None,
+        nonce: str | None = None, timestamp: float | None = None, error: str | None = None,
+    ) -> WebhookDelivery:
+        """Keep one delivery. Credential headers are dropped even if passed."""
+        values = delivery_row(body=body, headers=headers, outcome=outcome,
+                              received_at=received_at, video_id=video_id, job_id=job_id,
+                              nonce=nonce, timestamp=timestamp, error=error)
+        row = await self._db.write(lambda tx: tx.fetch_one(self._sql["insert_delivery"], values))
+        return records.delivery(required(row))
+
+    async def get_webhook_delivery(self, delivery_id: int) -> WebhookDelivery | None:
+        row = await self._db.read(
+            lambda tx: tx.fetch_one(self._sql["get_delivery"], {"id": delivery_id}))
+        return None if row is None else records.delivery(row)
+
+    async def list_webhook_deliveries(
+        self, *, video_id: int | None = None, outcome: DeliveryOutcome | None = None,
+        limit: int = 50, cursor: int | None = None,
+    ) -> tuple[list[WebhookDelivery], int | None]:
+        """Deliveries newest first, and the cursor for the next page (``None`` on the last)."""
+        check_limit(limit)
+        conditions, params = filters(
+            video_id=video_id, outcome=None if outcome is None else DeliveryOutcome(outcome).value)
+        if cursor is not None:
+            conditions.append("id < :cursor")
+            params["cursor"] = cursor
+        sql = self._sql.render(page("SELECT * FROM webhook_deliveries", conditions, "id DESC"))
+        rows = await self._db.read(lambda tx: tx.fetch_all(sql, {**params, "limit": limit + 1}))
+        deliveries = [records.delivery(row) for row in rows[:limit]]
+        return deliveries, deliveries[-1].id if len(rows) > limit else None
+
+    async def claim_nonce(self, nonce: str, timestamp: float | None) -> bool:
+        """Claim a webhook nonce atomically: ``True`` the first time, ``False`` ever after."""
+        params = {"nonce": nonce, "timestamp": timestamp}
+        claimed = await self._db.write(lambda tx: tx.execute(
+            self._sql["claim_nonce"], {**params, "now": self._clock()}))
+        return claimed == 1
+
+    async def prune_nonces(self, claimed_before: float) -> int:
+        """Forget nonces claimed before a time (older than the signature tolerance: a replay
+        that old is refused as stale before its nonce is looked at)."""
+        return await self._db.write(
+            lambda tx: tx.execute(self._sql["prune_nonces"], {"before": claimed_before}))

@@ -1,0 +1,178 @@
+"""Jobs: create, read, list, and the claims the submitter and the reconciler make.
+
+A claim reads and marks in one transaction, so processes sharing the database split the work
+instead of doing it twice: on SQLite because one writer holds the whole database, on
+PostgreSQL because the rows are read ``FOR UPDATE SKIP LOCKED`` and the submission claim holds
+an advisory lock while it counts what is in flight.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final, Unpack
+
+from service.lifecycle import JobState, Outcome, TransitionSource
+from service.store import records
+from service.store.base import filters, page, required
+from service.store.connector import Transaction
+from service.store.errors import JobNotFoundError
+from service.store.ids import new_job_id
+from service.store.ledger import Ledger
+from service.store.records import Job, JobUpdate, SubmissionClaim, check_limit, dumps
+
+#: What :meth:`Jobs.update_job` may set: submission bookkeeping and the media fields.
+UPDATABLE_FIELDS: Final = frozenset(JobUpdate.__annotations__)
+
+
+class Jobs(Ledger):
+    """The jobs table. (A part of :class:`service.store.Store`; claims write through the
+    ledger, hence the base.)"""
+
+    async def create_job(
+        self, *, kind: str, params: Mapping[str, Any], trace_id: str | None = None,
+        labels: Mapping[str, str] | None = None, callback_url: str | None = None,
+        then: Sequence[Mapping[str, Any]] | None = None, parent_job_id: str | None = None,
+    ) -> Job:
+        """Create a job in ``queued`` and record that as its first transition.
+
+        ``trace_id`` defaults to a fresh UUID. Raises ``ConstraintError`` for a trace id already
+        in use or an unknown ``parent_job_id``.
+        """
+        values = {
+            "id": new_job_id(), "kind": kind, "state": JobState.QUEUED.value,
+            "params": dumps(dict(params)), "trace_id": trace_id or str(uuid.uuid4()),
+            "labels": dumps(dict(labels or {})), "callback_url": callback_url,
+            "then_steps": dumps([dict(step) for step in then or ()]),
+            "parent_job_id": parent_job_id,
+        }
+
+        async def op(tx: Transaction) -> Job:
+            now = self._clock()
+            job = records.job(required(await tx.fetch_one(
+                self._sql["insert_job"], {**values, "now": now})))
+            await tx.fetch_one(self._sql["insert_transition"], {
+                "job_id": job.id, "from_state": None, "to_state": JobState.QUEUED.value,
+                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
+                "reason": "created", "payload": None, "delivery_id": None,
+                "received_at": now, "recorded_at": now})
+            return job
+
+        return await self._db.write(op)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self._one_job("get_job", {"id": job_id})
+
+    async def get_job_by_video_id(self, video_id: int) -> Job | None:
+        return await self._one_job("get_job_by_video", {"video_id": video_id})
+
+    async def get_job_by_trace_id(self, trace_id: str) -> Job | None:
+        return await self._one_job("get_job_by_trace", {"trace_id": trace_id})
+
+    async def _one_job(self, query: str, params: dict[str, Any]) -> Job | None:
+        row = await self._db.read(lambda tx: tx.fetch_one(self._sql[query], params))
+        return None if row is None else records.job(row)
+
+    async def _jobs(self, sql: str, params: dict[str, Any]) -> list[Job]:
+        rows = await self._db.read(lambda tx: tx.fetch_all(sql, params))
+        return [records.job(row) for row in rows]
+
+    async def list_jobs(self, *, state: JobState | None = None, kind: str | None = None,
+                        limit: int = 50, cursor: str | None = None,
+                        ) -> tuple[list[Job], str | None]:
+        """Jobs newest first, filtered; the page and the cursor for the next one (``None``
+        on the last page)."""
+        check_limit(limit)
+        conditions, params = filters(state=None if state is None else JobState(state).value,
+                                     kind=kind)
+        if cursor is not None:
+            conditions.append("id < :cursor")
+            params["cursor"] = cursor
+        sql = self._sql.render(page("SELECT * FROM jobs", conditions, "id DESC"))
+        jobs = await self._jobs(sql, {**params, "limit": limit + 1})
+        return jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None
+
+    async def jobs_updated_since(self, since: float, *, limit: int = 100) -> list[Job]:
+        """Jobs updated after ``since``, least recently first: what changed since a watcher
+        (the dashboard's live list) last looked."""
+        return await self._jobs(self._sql["jobs_updated_since"],
+                                {"since": since, "limit": check_limit(limit)})
+
+    async def count_jobs_by_state(self, states: Sequence[JobState] | None = None,
+                                  ) -> dict[JobState, int]:
+        """How many jobs are in each state (of ``states``, default all); states without jobs
+        are left out. An index scan, for metrics and the dashboard."""
+        rows = await self._db.read(lambda tx: tx.fetch_all(self._sql["count_jobs_by_state"]))
+        wanted = set(JobState if states is None else map(JobState, states))
+        counts = {JobState(row["state"]): int(row["n"]) for row in rows}
+        return {state: n for state, n in counts.items() if state in wanted}
+
+    async def update_job(self, job_id: str, **fields: Unpack[JobUpdate]) -> Job:
+        """Change submission bookkeeping; raises ``JobNotFoundError`` or, for a video id
+        another job holds, ``ConstraintError``."""
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"update_job() cannot set {', '.join(sorted(unknown))}")
+        # Column names come from UPDATABLE_FIELDS, never from the caller's text.
+        sets = ", ".join([*(f"{name} = :{name}" for name in fields), "updated_at = :now"])
+        sql = self._sql.render(f"UPDATE jobs SET {sets} WHERE id = :id RETURNING *")
+        video_id = fields.get("video_id")
+
+        async def op(tx: Transaction) -> Job:
+            if video_id is not None:
+                # Ordered against a webhook looking this id up (Ledger.ingest_webhook).
+                await tx.lock(f"video:{video_id}")
+            row = await tx.fetch_one(sql, {**fields, "now": self._clock(), "id": job_id})
+            if row is None:
+                raise JobNotFoundError(job_id)
+            return records.job(row)
+
+        return await self._db.write(op)
+
+    async def claim_overdue(self, now: float, grace: float, *, hold_seconds: float,
+                            limit: int = 100) -> list[Job]:
+        """Jobs in ``submitting`` or ``generating`` with nothing recorded for ``grace`` seconds
+        and whose ``next_poll_at`` (if set) has come, longest silent first, each held until
+        ``now + hold_seconds`` so that reconcilers on several replicas split them."""
+        params = {"cutoff": now - grace, "now": now, "limit": check_limit(limit),
+                  "hold": now + hold_seconds}
+        rows = await self._db.write(
+            lambda tx: tx.fetch_all(self._sql["claim_overdue"], params))
+        return sorted(map(records.job, rows), key=lambda job: (job.last_event_at, job.id))
+
+    async def claim_submissions(self, now: float, *, limit: int, lease_seconds: float,
+                                max_in_flight: int = 0) -> list[SubmissionClaim]:
+        """Take jobs to send to PixVerse, atomically across every process sharing the store:
+        ``submitting`` jobs without a video id whose lease ran out (an attempt cut short), then
+        due ``queued`` jobs, moved to ``submitting`` (recorded as a transition) while the
+        in-flight count stays within ``max_in_flight`` (0: no limit). Every returned job is
+        leased until ``now + lease_seconds`` (``next_attempt_at``)."""
+        lease_until = now + lease_seconds
+
+        async def op(tx: Transaction) -> list[SubmissionClaim]:
+            # One claimer at a time: the in-flight count stays true until the claims commit.
+            await tx.lock("submissions")
+            claimed = [SubmissionClaim(records.job(row), None) for row in await tx.fetch_all(
+                self._sql["expired_submissions"], {"now": now, "limit": limit})]
+            room = limit - len(claimed)
+            if max_in_flight:
+                in_flight = required(await tx.fetch_one(self._sql["count_in_flight"]))["n"]
+                room = min(room, max_in_flight - int(in_flight))
+            if room > 0:
+                for row in await tx.fetch_all(self._sql["due_queued"],
+                                              {"now": now, "limit": room}):
+                    result = await self._record(
+                        tx, records.job(row), JobState.SUBMITTING,
+                        source=TransitionSource.SUBMIT, payload=None, received_at=None,
+                        delivery_id=None)
+                    claimed.append(SubmissionClaim(result.job, result))
+            for claim in claimed:
+                await tx.execute(self._sql["lease_submission"],
+                                 {"lease_until": lease_until, "id": claim.job.id})
+            return [replace(claim, job=replace(claim.job, next_attempt_at=lease_until))
+                    for claim in claimed]
+
+        claims = await self._db.write(op)
+        self._observe(*(claim.transition for claim in claims))
+        return claims

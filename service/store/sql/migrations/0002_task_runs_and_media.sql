@@ -1,0 +1,2 @@
+-- Nothing left to do: SQLite databases made before the schema was written once recorded this
+-- step (task runs and media columns), which 0001_initial now includes.

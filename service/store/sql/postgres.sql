@@ -1,0 +1,57 @@
+-- What PostgreSQL says differently (see queries.sql). Several processes write at once, so the
+-- guarantees SQLite's single writer gives rest on row locks and advisory locks here.
+
+-- name: for_update
+FOR UPDATE
+
+-- Concurrent claimers skip each other's rows instead of waiting for them or taking them twice.
+-- name: skip_locked
+FOR UPDATE SKIP LOCKED
+
+-- name: overdue_index
+
+-- A transaction-scoped lock on a name, per schema (deployments and test runs that share a
+-- database in separate schemas do not wait for each other).
+-- name: advisory_lock
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || :name, 0))
+
+-- name: current_schema
+SELECT current_schema() AS name
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS pixhook_migrations (
+    name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)
+
+-- name: applied_migrations
+SELECT name FROM pixhook_migrations
+
+-- name: record_migration
+INSERT INTO pixhook_migrations (name, applied_at) VALUES (:name, :now)
+
+-- schema types: JSON (not JSONB) keeps the text as written, so records read back identical to
+-- SQLite's, key order included; ids sort bytewise ("C"), as SQLite compares them.
+-- name: row_id
+BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY
+-- name: key
+TEXT COLLATE "C"
+-- name: bigint
+BIGINT
+-- name: real
+DOUBLE PRECISION
+-- name: json
+JSON
+-- name: blob
+BYTEA
+-- name: strict
+-- name: strict_without_rowid
+
+-- name: append_only_transitions
+CREATE FUNCTION transitions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'transitions are append-only' USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+CREATE TRIGGER transitions_no_change BEFORE UPDATE OR DELETE ON transitions
+    FOR EACH ROW EXECUTE FUNCTION transitions_append_only();
+CREATE TRIGGER transitions_no_truncate BEFORE TRUNCATE ON transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION transitions_append_only()
