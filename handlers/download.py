@@ -11,13 +11,25 @@ never stalled by a slow disk. The file appears under its final name only when co
 written to a hidden temp file in the same directory, fsynced, then renamed with ``os.replace``
 (atomic within one file system). Every failure, cancellation included, removes the temp file.
 
+A process killed mid-download (SIGKILL, a power cut) cannot clean up, so its temp file would
+stay and, over time, fill the disk. Temp files are named ``.{job id}.{8 random}.part`` and held
+under an exclusive ``flock`` while written (the kernel drops it when the writer dies), and the
+handler sweeps the media directory when it is built (at start) and after every failed attempt:
+a partial file is removed when nothing holds its lock and it is older than
+:data:`SWEEP_GRACE_SECONDS` (the moment between creating a temp file and locking it).
+
 The URL comes from a webhook, so it is treated as untrusted (server-side request forgery):
 
 * only hosts in ``PIXHOOK_DOWNLOAD_HOSTS`` (exact, or ``*.example.com`` for subdomains) and the
   host of ``PIXVERSE_BASE_URL`` are fetched;
 * every address the host resolves to must be public, unless
-  ``PIXHOOK_DOWNLOAD_ALLOW_PRIVATE`` (the local simulator serves on loopback);
+  ``PIXHOOK_DOWNLOAD_ALLOW_PRIVATE`` (the local simulator serves on loopback), and the URL may
+  carry no user info: the address check is :mod:`service.outbound`'s, shared with the forward
+  handler;
 * redirects are followed by hand, at most :data:`MAX_REDIRECTS`, checking each hop the same way;
+* connecting and every hop up to the final answer's headers take at most
+  ``PIXHOOK_OUTBOUND_TIMEOUT`` in all (a server trickling its headers cannot hold the task);
+  the body's pace is bounded by the read timeout and ``PIXHOOK_TASK_TIMEOUT``;
 * the file name comes from the job id, never from the URL (only its extension does), and must
   land inside the media directory.
 
@@ -29,7 +41,7 @@ How a run ends: ``PermanentError`` for what cannot work (host not allowed, priva
 403/410, other 4xx, too big, too many redirects, a bad job id); ``Retry`` for 404 (media can
 lag briefly behind the webhook) and 429/5xx with ``Retry-After``; :class:`DownloadError` (a
 ``TransientError``: plain backoff) for 429/5xx without it, a truncated body, a name that does
-not resolve and other transient trouble.
+not resolve, no headers within the deadline and other transient trouble.
 """
 
 from __future__ import annotations
@@ -37,22 +49,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
-import ipaddress
+import logging
 import os
 import re
-import socket
 import stat
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, ClassVar, Final
+from typing import IO, Any, ClassVar, Final
 
 import httpx
 
 from service.handler_api import (
+    IDENTITY,
+    AddressGuard,
     BaseHandler,
     HandlerContext,
     Job,
@@ -62,9 +76,14 @@ from service.handler_api import (
     Settings,
     TransientError,
     Transition,
+    is_public,
+    redact,
     reported_video,
     retry_after_seconds,
 )
+
+__all__ = ["DownloadError", "DownloadHandler", "UrlGuard", "host_allowed", "is_public",
+           "media_path", "redact", "retry_after", "sweep_partials"]
 
 #: Per-request timeouts, in seconds: ``read`` is the longest silence between two chunks, not a
 #: limit on the whole transfer (the worker's ``PIXHOOK_TASK_TIMEOUT`` bounds that).
@@ -83,8 +102,14 @@ MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 #: Extensions kept from the URL (image templates give PNGs, say); anything else is saved .mp4.
 MEDIA_EXTENSIONS: Final = frozenset({".mp4", ".png", ".jpg", ".jpeg", ".webp"})
 DEFAULT_EXTENSION: Final = ".mp4"
+#: How :func:`_save` names its temp files: ``.{job id}.{tempfile's 8 random characters}.part``.
+PARTIAL_NAME: Final = re.compile(r"\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}\.part")
+#: Age, in seconds, under which an unlocked partial file is left alone: the attempt that just
+#: created it may not have taken its lock yet.
+SWEEP_GRACE_SECONDS: Final = 60.0
 
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+log = logging.getLogger(__name__)
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
@@ -97,6 +122,11 @@ class DownloadHandler(BaseHandler):
 
     name: ClassVar[str] = "download"
     events: ClassVar[frozenset[JobState]] = frozenset({JobState.SUCCEEDED})
+
+    def __init__(self, settings: Settings, options: Mapping[str, Any]) -> None:
+        super().__init__(settings, options)
+        # What a killed process left behind; later failures sweep again (see the docstring).
+        _sweep_logged(Path(settings.media_dir))
 
     def wants(self, job: Job, transition: Transition) -> bool:
         return bool(reported_video(transition).url)
@@ -117,9 +147,15 @@ class DownloadHandler(BaseHandler):
         started = time.monotonic()
         guard = UrlGuard(context.settings)
         limit = context.settings.download_max_bytes or sys.maxsize  # 0: no limit
-        async with _open(context.http, url, guard) as response:
-            expected = _expected_length(response, limit)
-            digest, size = await _save(response, target, expected, limit)
+        try:
+            async with _open(context.http, url, guard,
+                             context.settings.outbound_timeout) as response:
+                expected = _expected_length(response, limit)
+                digest, size = await _save(response, target, expected, limit)
+        except Exception:
+            # This attempt removed its own temp file; a crashed one elsewhere could not.
+            await asyncio.to_thread(_sweep_logged, target.parent)
+            raise
         elapsed = time.monotonic() - started
         if isinstance(result.size, int) and result.size and result.size != size:
             # PixVerse's unit for ``size`` is undocumented (bytes in the simulator), so a
@@ -167,10 +203,52 @@ def already_downloaded(job: Job) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == job.media_size
 
 
-def redact(url: httpx.URL) -> str:
-    """``scheme://host[:port]/path``: query strings may carry signed tokens, so never log
-    them (nor user info, which httpx's ``netloc`` already leaves out)."""
-    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+def sweep_partials(media_dir: Path, now: float | None = None) -> list[str]:
+    """Remove the partial downloads no live attempt is writing; return their names.
+
+    Only regular files named like :func:`_save`'s temp files, whose ``flock`` nobody holds,
+    and older than :data:`SWEEP_GRACE_SECONDS`. A missing directory has nothing to sweep.
+    """
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(media_dir))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        if not PARTIAL_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already, or not ours to open
+        try:
+            if now - os.fstat(fd).st_mtime < SWEEP_GRACE_SECONDS:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live attempt (in this process or another) is writing it
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        finally:
+            os.close(fd)  # releases our lock
+    return removed
+
+
+def _sweep_logged(media_dir: Path) -> None:
+    """:func:`sweep_partials`, logging what it removed; a failure to sweep is only logged,
+    since it must not stop the handler from loading or hide the attempt's own error."""
+    try:
+        removed = sweep_partials(media_dir)
+    except OSError as exc:
+        log.warning("cannot sweep partial downloads in %s: %s", media_dir, exc,
+                    extra={"action": "sweep"})
+        return
+    if removed:
+        log.info("removed %d partial download(s) left by a crashed attempt in %s: %s",
+                 len(removed), media_dir, ", ".join(removed), extra={"action": "sweep"})
 
 
 # -- which URLs may be fetched ----------------------------------------------------------------
@@ -190,16 +268,6 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def is_public(address: str) -> bool:
-    """Whether an address is one a media host may have: not private, loopback, link-local,
-    reserved, multicast, unspecified or otherwise non-global (like 100.64.0.0/10)."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever older Pythons say
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                or ip.is_multicast or ip.is_unspecified or not ip.is_global)
-
-
 class UrlGuard:
     """Checks a URL (the first, and each redirect hop) against the allow-list and, unless
     private addresses are allowed, against what its host resolves to."""
@@ -207,46 +275,39 @@ class UrlGuard:
     def __init__(self, settings: Settings) -> None:
         base_host = httpx.URL(settings.pixverse_base_url).host
         self.hosts = tuple(settings.download_hosts) + ((base_host,) if base_host else ())
-        self.allow_private = settings.download_allow_private
+        self.addresses = AddressGuard(allow_private=settings.download_allow_private,
+                                      setting="PIXHOOK_DOWNLOAD_ALLOW_PRIVATE",
+                                      action="download", unresolved=DownloadError)
 
     async def check(self, url: httpx.URL) -> None:
-        if url.scheme not in ("http", "https"):
-            raise PermanentError(f"refusing to download {redact(url)}: not http(s)")
-        if not url.host or not host_allowed(url.host, self.hosts):
+        self.addresses.check_form(url)
+        if not host_allowed(url.host, self.hosts):
             raise PermanentError(f"refusing to download {redact(url)}: host {url.host!r} is "
                                  "not in PIXHOOK_DOWNLOAD_HOSTS")
-        if not self.allow_private:
-            await self._check_addresses(url)
-
-    async def _check_addresses(self, url: httpx.URL) -> None:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                url.host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise DownloadError(f"cannot resolve {url.host!r}: {exc}") from exc
-        for info in infos:
-            address = str(info[4][0])
-            if not is_public(address):
-                raise PermanentError(
-                    f"refusing to download {redact(url)}: {url.host!r} resolves to the "
-                    f"non-public address {address} (PIXHOOK_DOWNLOAD_ALLOW_PRIVATE is off)")
+        await self.addresses.check_addresses(url)
 
 
 # -- fetching ---------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def _open(http: httpx.AsyncClient, url: httpx.URL,
-                guard: UrlGuard) -> AsyncIterator[httpx.Response]:
-    """The streamed 200 response for ``url``, after following redirects by hand."""
+async def _open(http: httpx.AsyncClient, url: httpx.URL, guard: UrlGuard,
+                deadline: float) -> AsyncIterator[httpx.Response]:
+    """The streamed 200 response for ``url``, after following redirects by hand. Checking,
+    connecting and every hop up to the final headers take ``deadline`` seconds in all (0: no
+    limit); the body is the caller's to read."""
+    until = asyncio.get_running_loop().time() + deadline if deadline else None
     for _hop in range(MAX_REDIRECTS + 1):
-        await guard.check(url)
-        # Identity encoding: the file must be the bytes as served, and Content-Length must
-        # count the same bytes we do.
-        request = http.build_request("GET", url, headers={"accept-encoding": "identity"},
-                                     timeout=TIMEOUT)
-        response = await http.send(request, stream=True, follow_redirects=False)
+        try:
+            async with asyncio.timeout_at(until):
+                await guard.check(url)
+                # Identity encoding: the file must be the bytes as served, and Content-Length
+                # must count the same bytes we do.
+                request = http.build_request("GET", url, headers=IDENTITY, timeout=TIMEOUT)
+                response = await http.send(request, stream=True, follow_redirects=False)
+        except TimeoutError:
+            raise DownloadError(f"{redact(url)} sent no answer within {deadline:g} s "
+                                "(PIXHOOK_OUTBOUND_TIMEOUT)") from None
         try:
             if response.status_code in _REDIRECTS and response.next_request is not None:
                 url = response.next_request.url
@@ -375,6 +436,8 @@ async def _save(response: httpx.Response, target: Path, expected: int | None,
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part",
                                      dir=target.parent)
+    # Held until the file is closed (or its process dies): tells sweep_partials it is live.
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     writer = _Writer(os.fdopen(fd, "wb"))
     done = False
     try:

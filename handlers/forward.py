@@ -23,9 +23,22 @@ transition. Events may arrive more than once and out of order, as with any webho
 
 How the receiver's answer ends the task, following Standard Webhooks and Svix: 2xx delivers;
 410 Gone means "stop sending", so the task is dead; 429 or 503 with ``Retry-After`` waits that
-long (at most ``PIXHOOK_TASK_BACKOFF_MAX``); anything else, redirects included (they are not
-followed, so a moved endpoint fails loudly instead of receiving events somewhere unchecked),
-is retried with backoff until the task is dead.
+long (at most ``PIXHOOK_TASK_BACKOFF_MAX``); anything else, redirects included, is retried with
+backoff until the task is dead. The error kept for ``/api/tasks`` starts with the status and
+quotes at most :data:`~service.outbound.EXCERPT_CHARS` printable characters of the answer.
+
+``callback_url`` is the submitter's to choose, so it must not reach pixhook's own network
+(server-side request forgery). :class:`~service.outbound.AddressGuard` refuses it, and the
+task is dead at once, when it is not http(s), carries user info (httpx would send it as an
+``Authorization`` header) or its host resolves to a loopback, private, link-local or otherwise
+non-public address, unless ``PIXHOOK_FORWARD_ALLOW_PRIVATE`` (receivers on your own network,
+local tests). Redirects are not followed, as Svix does: the guard checks the one address the
+event goes to, a redirect would send the signed event on to a host nobody checked, and a moved
+endpoint should fail loudly rather than receive events somewhere unexpected.
+
+The exchange is bounded: the guard's lookup, connecting, sending and the answer take at most
+``PIXHOOK_OUTBOUND_TIMEOUT`` in all (a receiver trickling its answer cannot hold a task slot),
+a 2xx body is never read, and of any other at most :data:`~service.outbound.MAX_ANSWER_BYTES`.
 
 The signing is written out here rather than taken from the ``standardwebhooks`` package, so
 pixhook needs no extra dependency; the tests verify it with that package.
@@ -33,6 +46,7 @@ pixhook needs no extra dependency; the tests verify it with that package.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -46,6 +60,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from service.handler_api import (
+    IDENTITY,
+    AddressGuard,
     BaseHandler,
     HandlerContext,
     Job,
@@ -54,6 +70,10 @@ from service.handler_api import (
     Retry,
     TransientError,
     Transition,
+    excerpt,
+    parse_url,
+    read_capped,
+    redact,
     reported_video,
     retry_after_seconds,
 )
@@ -65,8 +85,6 @@ FORWARD_TIMEOUT_SECONDS: Final = 10.0
 SECRET_PREFIX: Final = "whsec_"
 #: Statuses whose ``Retry-After`` is honoured (rate limited; temporarily unavailable).
 THROTTLE_STATUSES: Final = frozenset({429, 503})
-#: How much of a failed answer's body goes into the task's error, in characters.
-ERROR_BODY_CHARS: Final = 200
 
 
 class DeliveryError(TransientError):
@@ -107,10 +125,14 @@ def message_id(idempotency_key: str) -> str:
 def safe_url(url: str) -> str:
     """``url`` without credentials, query or fragment, which may carry the receiver's tokens;
     fit for logs and task errors."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or bracket: the receiver's Location can say anything
+        return "(an unreadable URL)"
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     return f"{parts.scheme}://{host}{parts.path}"
 
 
@@ -177,8 +199,11 @@ class ForwardHandler(BaseHandler):
             # retried once the secret is set.
             raise PermanentError("PIXHOOK_FORWARD_SECRET is not set; set it to a whsec_ "
                                  "secret to sign events to callback_url, then retry the task")
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise PermanentError(f"callback_url {safe_url(url)} is not an http(s) URL")
+        callback = parse_url(url, "callback_url")
+        guard = AddressGuard(allow_private=context.settings.forward_allow_private,
+                             setting="PIXHOOK_FORWARD_ALLOW_PRIVATE", action="POST to",
+                             unresolved=DeliveryError)
+        guard.check_form(callback)  # http(s), a host, no user info: dead at once otherwise
         key = signing_key(secret)
         body = json.dumps(event_body(job, transition), separators=(",", ":")).encode()
         msg_id = message_id(context.task.idempotency_key)
@@ -187,36 +212,46 @@ class ForwardHandler(BaseHandler):
         timestamp = int(time.time())
         headers = {"content-type": "application/json", "user-agent": "pixhook",
                    "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-                   "webhook-signature": sign(key, msg_id, timestamp, body)}
-        target = safe_url(url)
+                   "webhook-signature": sign(key, msg_id, timestamp, body), **IDENTITY}
+        target = redact(callback)
+        deadline = context.settings.outbound_timeout
         try:
-            response = await context.http.post(url, content=body, headers=headers,
-                                               timeout=FORWARD_TIMEOUT_SECONDS,
-                                               follow_redirects=False)
+            async with asyncio.timeout(deadline or None):
+                await guard.check_addresses(callback)
+                async with context.http.stream(
+                        "POST", callback, content=body, headers=headers,
+                        timeout=FORWARD_TIMEOUT_SECONDS, follow_redirects=False) as response:
+                    # A 2xx body says nothing we use; any other is quoted, in part.
+                    answer = b"" if response.is_success else await read_capped(response)
+        except TimeoutError:
+            raise DeliveryError(f"POST {target} got no whole answer within {deadline:g} s "
+                                "(PIXHOOK_OUTBOUND_TIMEOUT)") from None
         except httpx.HTTPError as exc:
             # Not chained: httpx's own message is kept, but its request (full URL) is not.
             raise DeliveryError(f"POST {target} failed: {type(exc).__name__}: {exc}") from None
-        self._judge(response, target, context)
+        self._judge(response, answer, target, context)
         context.logger.info("job %s: forwarded job.%s to %s as %s (HTTP %d)", job.id,
                             transition.to_state.value, target, msg_id, response.status_code)
 
-    def _judge(self, response: httpx.Response, target: str, context: HandlerContext) -> None:
-        """Return if the receiver took the event; otherwise raise what the task should do."""
+    def _judge(self, response: httpx.Response, answer: bytes, target: str,
+               context: HandlerContext) -> None:
+        """Return if the receiver took the event; otherwise raise what the task should do.
+        Messages start with the status, and quote the receiver only in sanitised excerpts."""
         status = response.status_code
         if 200 <= status < 300:
             return
-        said = f"{target} answered HTTP {status}"
+        said = f"HTTP {status} from {target}"
         if 300 <= status < 400:
             location = response.headers.get("location")
-            to = f" to {safe_url(urljoin(target, location))}" if location else ""
+            to = f" to {excerpt(safe_url(urljoin(target, location)))}" if location else ""
             raise DeliveryError(f"{said}, a redirect{to}; redirects are not followed: point "
                                 "callback_url at the final address")
         if status == 410:
-            raise PermanentError(f"{said} Gone: the receiver asked for no more events")
+            raise PermanentError(f"{said} (Gone): the receiver asked for no more events")
         if status in THROTTLE_STATUSES:
             after = retry_after_seconds(response.headers.get("retry-after"), time.time())
             if after is not None:
                 raise Retry(min(after, context.settings.task_backoff_max),
                             f"{said} with Retry-After {after:g} s")
-        excerpt = response.text[:ERROR_BODY_CHARS].strip()
-        raise DeliveryError(f"{said}: {excerpt}" if excerpt else said)
+        quoted = excerpt(answer)
+        raise DeliveryError(f"{said}: {quoted}" if quoted else said)

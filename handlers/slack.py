@@ -23,11 +23,19 @@ failure than a lost one.
 How a run ends (the exception tree is drawn in :mod:`service.exceptions`): ``Retry`` on a 429,
 after Slack's ``Retry-After``; ``PermanentError`` on any other 4xx or an unusable URL, since
 running again cannot help; :class:`SlackDeliveryError` (a ``TransientError``: the worker backs
-off) on a 5xx or a transport failure.
+off) on a 5xx, a transport failure or no whole answer within ``PIXHOOK_OUTBOUND_TIMEOUT``.
+
+The post is bounded like every outgoing handler call (:mod:`service.outbound`): the whole
+exchange within ``PIXHOOK_OUTBOUND_TIMEOUT``, a 2xx body never read, any other read up to
+:data:`~service.outbound.MAX_ANSWER_BYTES` and quoted only in a short, printable excerpt. The
+URL is not put through the private-address guard: it comes from the operator's configuration
+(a setting or ``[handler.slack]``), never from a job or a webhook, and a Slack stand-in on
+your own network is a legitimate choice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -37,6 +45,7 @@ from typing import Any, ClassVar, Final
 import httpx
 
 from service.handler_api import (
+    IDENTITY,
     BaseHandler,
     HandlerContext,
     Job,
@@ -46,7 +55,9 @@ from service.handler_api import (
     Settings,
     TransientError,
     Transition,
+    excerpt,
     media_url,
+    read_capped,
     reported_video,
     retry_after_seconds,
 )
@@ -162,7 +173,7 @@ class SlackHandler(BaseHandler):
         protect(url)
         current = await context.jobs.get(job.id) or job
         message = build_message(current, transition, video_link(current, transition, context))
-        await post(context.http, url, message)
+        await post(context.http, url, message, deadline=context.settings.outbound_timeout)
         context.logger.info("job %s: %s posted to Slack", job.id, transition.to_state.value)
 
 
@@ -172,10 +183,18 @@ def webhook_url(settings: Settings, options: Mapping[str, Any]) -> str:
     return str(configured or "").strip()
 
 
-async def post(http: httpx.AsyncClient, url: str, message: Mapping[str, Any]) -> None:
-    """Send ``message`` and translate Slack's answer into the handler's ways of ending."""
+async def post(http: httpx.AsyncClient, url: str, message: Mapping[str, Any], *,
+               deadline: float) -> None:
+    """Send ``message`` and translate Slack's answer into the handler's ways of ending; the
+    whole exchange takes at most ``deadline`` seconds (0: no limit)."""
     try:
-        response = await http.post(url, json=message, timeout=REQUEST_TIMEOUT_SECONDS)
+        async with asyncio.timeout(deadline or None):
+            async with http.stream("POST", url, json=message, headers=IDENTITY,
+                                   timeout=REQUEST_TIMEOUT_SECONDS) as response:
+                body = b"" if response.is_success else await read_capped(response)
+    except TimeoutError:
+        raise SlackDeliveryError(f"Slack sent no whole answer within {deadline:g} s "
+                                 "(PIXHOOK_OUTBOUND_TIMEOUT)") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL):
         raise PermanentError("the Slack webhook URL is not a valid http(s) URL") from None
     except httpx.HTTPError as exc:
@@ -185,7 +204,7 @@ async def post(http: httpx.AsyncClient, url: str, message: Mapping[str, Any]) ->
         raise SlackDeliveryError(f"Slack request failed: {type(exc).__name__}") from None
     if response.is_success:
         return
-    answer = _answer(response, url)
+    answer = _answer(body, url)
     if response.status_code == 429:
         raise Retry(after=_retry_after(response), reason=f"Slack rate limit: {answer}")
     if response.status_code >= 500:
@@ -194,10 +213,11 @@ async def post(http: httpx.AsyncClient, url: str, message: Mapping[str, Any]) ->
     raise PermanentError(f"Slack refused the message: HTTP {response.status_code}: {answer}")
 
 
-def _answer(response: httpx.Response, url: str) -> str:
-    """Slack's short answer (``no_service``, ``invalid_payload``), fit for an error message."""
-    text = " ".join(response.text.split())[:ANSWER_MAX_CHARS]
-    return text.replace(url, REDACTED) or "(empty)"
+def _answer(body: bytes, url: str) -> str:
+    """Slack's short answer (``no_service``, ``invalid_payload``), fit for an error message:
+    the URL redacted before the text is cut, so no part of it survives."""
+    text = body.decode("utf-8", "replace").replace(url, REDACTED)
+    return excerpt(text, ANSWER_MAX_CHARS) or "(empty)"
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -1,33 +1,54 @@
 """``/api``: the HTTP API for integrations (bearer token ``PIXHOOK_API_TOKEN``).
 
 * ``POST /api/jobs``        ``{"kind", "params", "callback_url"?, "then"?, "labels"?}`` -> 201
-* ``GET  /api/jobs/{id}``   the job with its transitions
+* ``GET  /api/jobs/{id}``   the job with its transitions, unapplied webhooks and tasks
 * ``GET  /api/jobs``        ``?state=&kind=&limit=&cursor=`` newest first, with ``next_cursor``
+* ``POST /api/jobs/{id}/cancel``  cancel a job (``cancelled_at`` is set). One PixVerse has not
+  accepted (queued, or submitting without a video id) is ``rejected`` and never sent; if its
+  create call is in flight, PixVerse may still make (and charge for) the video, but its answer
+  changes nothing. One PixVerse accepted (generating) is still made and its credits are
+  spent, since PixVerse has no cancel, but no handler or follow-up runs for it. Cancelling
+  again answers the same; a job that finished uncancelled is 409
 * ``GET  /api/tasks``       handler tasks, ``?state=dead&job_id=&handler=&limit=``, oldest first
 * ``GET  /api/tasks/{id}``  one task with its runs (attempt, outcome, error, duration)
 * ``POST /api/tasks/{id}/retry``  revive a dead task: it runs again now, with fresh attempts
 
 Errors are JSON ``{"error": message, "field": name?}``: 401 without the token, 404 for an
-unknown job or task, 409 for retrying a task that is not dead, 422 for invalid input (the
-field is named).
+unknown job or task, 409 for retrying a task that is not dead or cancelling a finished job,
+413 for a body over ``PIXHOOK_API_MAX_BYTES``, 422 for invalid input (the field is named).
+What is refused, and why, is in :mod:`service.api_input`; what a job shows (no credentials,
+no server paths), in :func:`job_json` and :mod:`service.api_output`.
+
+``POST /api/jobs`` honours ``Idempotency-Key`` (Stripe's semantics): a key is the caller's
+(the bearer token's) for ``PIXHOOK_IDEMPOTENCY_TTL`` seconds; the same request with it again
+gets the original response, marked ``Idempotent-Replayed: true``; another request with it, a
+422 (field ``Idempotency-Key``). The key is claimed in the transaction that creates the job
+(:mod:`service.store.idempotency`), so concurrent requests make one job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service import api_input
+from service.api_input import InputError
+from service.api_output import APIResponse, masked_url
 from service.lifecycle import JobState
+from service.media import MediaLinks
 from service.pixverse.errors import InvalidRequest
 from service.settings import Settings
 from service.store import (
+    IdempotencyKey,
+    IdempotencyKeyReusedError,
     Job,
+    JobNotFoundError,
+    JobStateError,
     Store,
     Task,
     TaskNotFoundError,
@@ -35,8 +56,9 @@ from service.store import (
     TaskState,
     TaskStateError,
     Transition,
+    WebhookDelivery,
 )
-from service.submission import Submitter
+from service.submission import Submitter, param_warnings
 
 #: Largest page a list call returns.
 MAX_PAGE: int = 200
@@ -49,9 +71,37 @@ def error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def job_json(job: Job) -> dict[str, Any]:
+def invalid_request(exc: InvalidRequest) -> JSONResponse:
+    """422 naming the first bad field, with ``errors`` listing every one (PixVerse's rules are
+    checked all at once)."""
+    def path(field: str) -> str:
+        top_level = field == "kind" or field.startswith("then")
+        return field if top_level else f"params.{field}"
+
+    problems = [{"field": path(p.field), "error": p.reason,
+                 **({"allowed": [str(v) for v in p.allowed]} if p.allowed else {})}
+                for p in exc.errors]
+    return JSONResponse({"error": str(exc), "field": path(exc.field), "errors": problems},
+                        status_code=422)
+
+
+def input_error(exc: InputError) -> JSONResponse:
+    """The answer to input :mod:`service.api_input` refused."""
+    response = error(exc.status, str(exc), exc.field)
+    response.headers.update(exc.headers)
+    return response
+
+
+def job_json(job: Job, links: MediaLinks | None = None) -> dict[str, Any]:
+    """A job as /api shows it: ``callback_url`` masked (:func:`masked_url`), and the video as
+    its signed link, ``media_url`` (``None`` without a video, ``links`` or
+    ``PIXHOOK_PUBLIC_URL``), never ``media_path``: a path on pixhook's disk is no use to a
+    client and tells an attacker where things are."""
     data = dataclasses.asdict(job)
     data["state"] = job.state.value
+    data["callback_url"] = None if job.callback_url is None else masked_url(job.callback_url)
+    del data["media_path"]
+    data["media_url"] = links.url(job.id) if links is not None and job.media_path else None
     if job.video_id is not None:
         # JavaScript clients lose precision past 2**53; the string form is always exact.
         data["video_id_str"] = str(job.video_id)
@@ -70,6 +120,13 @@ def task_json(task: Task) -> dict[str, Any]:
 
 def task_run_json(run: TaskRun) -> dict[str, Any]:
     return {**_enum_values(dataclasses.asdict(run), "outcome"), "duration": run.duration}
+
+
+def unapplied_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    """A verified webhook kept for a job that changed nothing (``error`` says why)."""
+    return {"id": delivery.id, "received_at": delivery.received_at,
+            "video_id": delivery.video_id, "nonce": delivery.nonce, "error": delivery.error,
+            "body": delivery.body.decode("utf-8", "replace")}
 
 
 def transition_json(transition: Transition) -> dict[str, Any]:
@@ -99,10 +156,16 @@ class BearerGuard:
 
     def authorised(self, request: Request) -> bool:
         expected = self._settings.api_token
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if not expected or scheme.lower() != "bearer":
+        given = bearer_token(request)
+        if not expected or given is None:
             return False
-        return hmac.compare_digest(given.strip().encode(), expected.encode())
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``, or ``None`` for another scheme."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
 
 
 def _limit(query: Any, default: int = 50) -> int | JSONResponse:
@@ -123,54 +186,65 @@ class JobsAPI:
         self._submitter = submitter
         self._settings = settings
         self._guard = BearerGuard(settings)
+        self._links = MediaLinks(settings)
 
     def routes(self) -> list[Route]:
         return [
             Route("/api/jobs", self._guard(self.create_job), methods=["POST"]),
             Route("/api/jobs", self._guard(self.list_jobs), methods=["GET"]),
             Route("/api/jobs/{job_id}", self._guard(self.get_job), methods=["GET"]),
+            Route("/api/jobs/{job_id}/cancel", self._guard(self.cancel_job), methods=["POST"]),
         ]
 
     async def create_job(self, request: Request) -> JSONResponse:
+        """201 with the job; with ``Idempotency-Key``, the same request again gets the
+        original answer (``Idempotent-Replayed: true``) and another request a 422."""
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return error(422, "body must be a JSON object")
-        if not isinstance(body, dict):
-            return error(422, "body must be a JSON object")
-        kind, params = body.get("kind"), body.get("params", {})
-        if not isinstance(kind, str):
-            return error(422, "kind is required", "kind")
-        if not isinstance(params, dict):
-            return error(422, "params must be an object", "params")
-        labels = body.get("labels")
-        if labels is not None and not (isinstance(labels, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
-            return error(422, "labels must map strings to strings", "labels")
-        callback_url = body.get("callback_url")
-        if callback_url is not None and not (
-                isinstance(callback_url, str) and callback_url.startswith(("http://", "https://"))):
-            return error(422, "callback_url must be an http(s) URL", "callback_url")
-        then = body.get("then")
-        if then is not None and not isinstance(then, list):
-            return error(422, "then must be a list of steps", "then")
+            key = api_input.idempotency_key(request)
+            body = await api_input.read_body(request, self._settings)
+            new = api_input.new_job(body)
+        except InputError as exc:
+            return input_error(exc)
+        replayed = False
         try:
-            job = await self._submitter.submit(kind, params, callback_url=callback_url,
-                                               then=then, labels=labels)
+            if key is None:
+                job = await self._submitter.submit(new.kind, new.params,
+                                                   callback_url=new.callback_url,
+                                                   then=new.then, labels=new.labels)
+            else:
+                job, replayed = await self._submitter.submit_once(
+                    self._idempotency(request, key, body), new.kind, new.params,
+                    callback_url=new.callback_url, then=new.then, labels=new.labels)
         except InvalidRequest as exc:
-            top_level = exc.field == "kind" or exc.field.startswith("then")
-            return error(422, str(exc), exc.field if top_level else f"params.{exc.field}")
-        return JSONResponse(job_json(job), status_code=201)
+            return invalid_request(exc)
+        except IdempotencyKeyReusedError as exc:
+            return error(422, f"{exc}; send a new key with a new request",
+                         api_input.IDEMPOTENCY_HEADER)
+        # Params pixhook does not know were stored and are sent as given: say so.
+        response = APIResponse({**job_json(job, self._links), "warnings": param_warnings(job)},
+                               status_code=201)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def _idempotency(self, request: Request, key: str, body: dict[str, Any]) -> IdempotencyKey:
+        # Keys are the caller's own: another token's same key is another key.
+        return IdempotencyKey(caller=api_input.caller_id(bearer_token(request) or ""),
+                              key=key, request_hash=api_input.request_hash(body),
+                              ttl=self._settings.idempotency_ttl)
 
     async def get_job(self, request: Request) -> JSONResponse:
-        job = await self._store.get_job(request.path_params["job_id"])
+        job_id = api_input.path_id(request.path_params["job_id"])
+        job = None if job_id is None else await self._store.get_job(job_id)
         if job is None:
             return error(404, "no such job")
         transitions = await self._store.list_transitions(job.id)
         tasks = await self._store.list_tasks(job_id=job.id)
-        return JSONResponse({**job_json(job),
-                             "transitions": [transition_json(t) for t in transitions],
-                             "tasks": [task_json(t) for t in tasks]})
+        unapplied = await self._store.list_unapplied_webhooks(job.id, limit=MAX_PAGE)
+        return APIResponse({**job_json(job, self._links),
+                            "transitions": [transition_json(t) for t in transitions],
+                            "unapplied_webhooks": [unapplied_json(d) for d in unapplied],
+                            "tasks": [task_json(t) for t in tasks]})
 
     async def list_jobs(self, request: Request) -> JSONResponse:
         query = request.query_params
@@ -180,11 +254,30 @@ class JobsAPI:
         limit = _limit(query)
         if isinstance(limit, JSONResponse):
             return limit
+        try:
+            kind = api_input.query_text(query, "kind")
+            cursor = api_input.query_text(query, "cursor")
+        except InputError as exc:
+            return input_error(exc)
         jobs, next_cursor = await self._store.list_jobs(
-            state=JobState(state) if state else None, kind=query.get("kind"), limit=limit,
-            cursor=query.get("cursor"),
-        )
-        return JSONResponse({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
+            state=JobState(state) if state else None, kind=kind, limit=limit, cursor=cursor)
+        return APIResponse({"jobs": [job_json(j, self._links) for j in jobs],
+                            "next_cursor": next_cursor})
+
+    async def cancel_job(self, request: Request) -> JSONResponse:
+        """Cancel a job (see :meth:`Store.cancel_job`): 200 with the job, also when it was
+        cancelled before; 409 for a job that finished uncancelled; 404 for an unknown id."""
+        job_id = api_input.path_id(request.path_params["job_id"])
+        if job_id is None:
+            return error(404, "no such job")
+        try:
+            job = await self._store.cancel_job(job_id)
+        except JobNotFoundError:
+            return error(404, "no such job")
+        except JobStateError as exc:
+            return error(409, str(exc))
+        self._submitter.wake()  # a job cancelled mid-submission frees an in-flight slot
+        return APIResponse(job_json(job, self._links))
 
 
 class TasksAPI:
@@ -211,9 +304,14 @@ class TasksAPI:
         limit = _limit(query, default=MAX_PAGE)
         if isinstance(limit, JSONResponse):
             return limit
+        try:
+            job_id = api_input.query_text(query, "job_id")
+            handler = api_input.query_text(query, "handler")
+        except InputError as exc:
+            return input_error(exc)
         tasks = await self._store.list_tasks(
-            job_id=query.get("job_id"), state=TaskState(state) if state else None,
-            handler=query.get("handler"), limit=limit)
+            job_id=job_id, state=TaskState(state) if state else None, handler=handler,
+            limit=limit)
         return JSONResponse({"tasks": [task_json(t) for t in tasks]})
 
     async def get_task(self, request: Request) -> JSONResponse:

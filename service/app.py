@@ -18,8 +18,8 @@ from starlette.routing import Route
 from service.api import JobsAPI, TasksAPI
 from service.dashboard import dashboard_routes
 from service.health import HealthAPI
-from service.openapi import routes as openapi_routes
 from service.media import MediaLinks
+from service.openapi import routes as openapi_routes
 from service.pixverse.client import PixVerseClient
 from service.registry import HandlerSet
 from service.services import Services, build_services, running

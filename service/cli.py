@@ -1,9 +1,9 @@
 """The ``pixhook`` command (also ``python -m service``): a thin adapter over the Python API.
 
 Process commands (``serve``, ``web``, ``worker``, ``sim``, ``demo``) run parts of pixhook;
-client commands (``submit``, ``status``, ``jobs``, ``events``, ``tasks``) talk to a running
-service's ``/api`` at ``PIXHOOK_URL`` with ``PIXHOOK_API_TOKEN``; ``reconcile``, ``balance``
-and ``config`` work from the local settings. Read commands take ``--json`` for scripts.
+client commands (``submit``, ``status``, ``jobs``, ``events``, ``cancel``, ``tasks``) talk to
+a running service's ``/api`` at ``PIXHOOK_URL`` with ``PIXHOOK_API_TOKEN``; ``reconcile``,
+``balance`` and ``config`` work from the local settings. Read commands take ``--json`` for scripts.
 Errors are one clear line on stderr and a non-zero exit: 1 for "the answer is no" (a job
 that failed, an unknown id), 2 for usage, connection and configuration problems.
 """
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,12 +128,15 @@ def _serve(run_background: bool, host: str, port: int) -> None:
 
     from service.app import create_app
     from service.logs import configure_logging
+    from service.serving import raise_open_file_limit
 
     settings = _settings()
     configure_logging(settings)
+    raise_open_file_limit()  # each connection holds a descriptor; 1024 is starved easily
     uvicorn.run(create_app(settings, run_background=run_background), host=host, port=port,
                 log_level=settings.log_level, access_log=False,
-                log_config=None)  # keep our format and secret masking for uvicorn's loggers
+                log_config=None,  # keep our format and secret masking for uvicorn's loggers
+                proxy_headers=False)  # PIXHOOK_TRUST_PROXY_HEADERS decides, not uvicorn
 
 
 @cli.command()
@@ -306,7 +310,9 @@ def _wait(client: ServiceClient, job_id: str, timeout: float) -> dict[str, Any]:
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Upload this image to PixVerse first and pass its img_id.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A request parameter; VALUE is JSON if it parses (5, true, [1,2]).")
+              help="A request parameter; VALUE is JSON if it parses (5, true, [1,2], "
+                   "{\"a\": 1}). One pixhook does not know is sent to PixVerse as given, "
+                   "with a warning.")
 @click.option("--then", "steps", multiple=True, metavar="STEP",
               help='A follow-up step: a kind, or {"kind": ..., "params": {...}}. Repeatable.')
 @click.option("--callback-url", help="Forward this job's events here (signed).")
@@ -338,7 +344,12 @@ def submit(kind: str, prompt: str | None, image: Path | None, params: tuple[str,
         body["callback_url"] = callback_url
     if labels:
         body["labels"] = {k: str(v) for k, v in (_parse_param(label) for label in labels)}
-    job: dict[str, Any] = client.call("POST", "/api/jobs", json=body)
+    # One key per invocation: if this request is ever sent again (a retry), the service
+    # answers with the job it made instead of making a second one.
+    job: dict[str, Any] = client.call("POST", "/api/jobs", json=body,
+                                      headers={"Idempotency-Key": str(uuid.uuid4())})
+    for warning in job.get("warnings", []):  # unknown params: sent, but worth a look
+        click.echo(f"warning: {warning}", err=True)
     if not wait:
         _json_out(job) if as_json else click.echo(job["id"])
         return
@@ -367,7 +378,8 @@ def status(job_id: str, as_json: bool) -> None:
     fields = [("id", job["id"]), ("kind", job["kind"]), ("state", job["state"]),
               ("video id", job.get("video_id_str")), ("prompt", job["params"].get("prompt")),
               ("created", _when(job["created_at"])), ("changed", _when(job["state_changed_at"])),
-              ("last error", job.get("last_error")), ("file", job.get("media_path")),
+              ("last error", job.get("last_error")), ("video link", job.get("media_url")),
+              ("cancelled", job.get("cancelled_at") and _when(job["cancelled_at"])),
               ("parent", job.get("parent_job_id")),
               ("then", ", ".join(step["kind"] for step in job["then"]) or None)]
     for name, value in fields:
@@ -407,9 +419,34 @@ def events(job_id: str, as_json: bool) -> None:
     if as_json:
         _json_out(job["transitions"])
         return
-    click.echo(table([(_when(t["received_at"]), t["source"], t["from_state"], t["to_state"],
-                       t["outcome"], t["reason"]) for t in job["transitions"]],
+    rows = [(t["received_at"], t["source"], t["from_state"], t["to_state"], t["outcome"],
+             t["reason"]) for t in job["transitions"]]
+    # Verified webhooks that changed nothing (an unknown status code): in time order too.
+    rows += [(d["received_at"], "webhook", None, None, "not applied", d["error"])
+             for d in job.get("unapplied_webhooks", [])]
+    rows.sort(key=lambda row: row[0] or 0.0)
+    click.echo(table([(_when(row[0]), *row[1:]) for row in rows],
                      ["received", "source", "from", "to", "outcome", "reason"]))
+
+
+@cli.command()
+@click.argument("job_id")
+@_json_option
+def cancel(job_id: str, as_json: bool) -> None:
+    """Cancel a job. Exit status 1 if it is unknown or already finished.
+
+    A job PixVerse has not accepted yet is never sent (it ends rejected). PixVerse has no
+    cancel, so a job it accepted is still made and its credits are spent, but no handler or
+    follow-up runs for it. Example: pixhook cancel job_01H...
+    """
+    job: dict[str, Any] = ServiceClient(_settings()).call("POST", f"/api/jobs/{job_id}/cancel")
+    if as_json:
+        _json_out(job)
+    elif job["state"] == "rejected" and job.get("video_id") is None:
+        click.echo(f"job {job['id']} cancelled: PixVerse never accepted it")
+    else:
+        click.echo(f"job {job['id']} cancelled: PixVerse has it ({job['state']}) and makes the "
+                   "video anyway; no handler or follow-up runs for it")
 
 
 @cli.group(invoke_without_command=True)

@@ -140,7 +140,10 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
                 stats = (await http.get(f"{sim_url}/_sim/stats")).json()
                 delays = list(app.state.services.runner.start_delays)
     status_calls = int(stats["keys"].get(DEFAULT_API_KEY, {}).get("status_calls", 0))
-    downloads = [job["media_path"] for job in jobs if job.get("media_path")]
+    # /api shows a signed link, never the server's path; the demo's files are on this machine.
+    media = Path(media_dir).resolve()
+    downloads = {job["id"]: next((str(path) for path in media.glob(f"{job['id']}.*")), "?")
+                 for job in jobs if job.get("media_sha256")}
     _summary(jobs, tasks, downloads, len(slack.received), status_calls, delays,
              time.monotonic() - started, echo)
     expected = {"succeeded": 4, "moderation_failed": 1}
@@ -200,14 +203,14 @@ def _count(values: Any) -> dict[str, int]:
     return counts
 
 
-def _summary(jobs: list[dict[str, Any]], tasks: list[dict[str, Any]], downloads: list[str],
+def _summary(jobs: list[dict[str, Any]], tasks: list[dict[str, Any]], downloads: dict[str, str],
              slack_messages: int, status_calls: int, delays: list[float], elapsed: float,
              echo: Callable[[str], None]) -> None:
     echo("")
     echo(f"{'job':<31} {'kind':<15} {'state':<18} {'file'}")
     for job in sorted(jobs, key=lambda j: j["created_at"]):
         echo(f"{job['id']:<31} {job['kind']:<15} {job['state']:<18} "
-             f"{job.get('media_path') or '-'}")
+             f"{downloads.get(job['id'], '-')}")
     echo("")
     states = ", ".join(f"{n} {s}" for s, n in sorted(_count(j["state"] for j in jobs).items()))
     handler_runs = ", ".join(f"{n} {h}" for h, n in sorted(_count(t["handler"]

@@ -18,7 +18,10 @@ The PixVerse and storage branches are drawn in more detail (error codes, causes)
     │           RateLimitedError, OverloadedError, UploadError, UnknownAPIError
     ├── StorageError                   (service.store.errors) a database operation failed
     │   ├── ConstraintError            a write broke a UNIQUE or FOREIGN KEY constraint
+    │   │   └── IdempotencyKeyReusedError  an idempotency key already made another request's job
     │   ├── JobNotFoundError           no job has that id (also a LookupError)
+    │   ├── JobStateError              a job is not in a state that allows the operation
+    │   │   └── JobCancelledError      the job was cancelled: a submitter's write was refused
     │   ├── TaskNotFoundError          no task has that id (also a LookupError)
     │   ├── LeaseLostError             a task's lease passed to another run
     │   ├── TaskStateError             a task is not in a state that allows the operation
@@ -33,6 +36,12 @@ The PixVerse and storage branches are drawn in more detail (error codes, causes)
     │       │                          truncated body, a host that does not resolve
     │       ├── SlackDeliveryError     (handlers.slack) Slack unreachable or answering 5xx
     │       └── DeliveryError          (handlers.forward) the callback_url did not take the event
+    ├── BodyError                      (service.bodies) a request body not read whole
+    │   ├── BodyTooLargeError          over the endpoint's size cap
+    │   ├── BodyTimeoutError           not all there within PIXHOOK_BODY_TIMEOUT
+    │   └── ClientDisconnectedError    the client hung up mid-body
+    ├── InputError                     (service.api_input) a request /api does not take:
+    │                                  its status (413, 422...) and the field at fault
     ├── SettingsError                  (service.settings) a setting that cannot be used
     │   └── HandlerConfigError         (service.registry) a handler unknown, failing to load,
     │                                  or with an unusable option

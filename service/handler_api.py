@@ -42,7 +42,12 @@ Tasks run *at least once*: a worker that dies mid-run leaves a lease that expire
 runs again. Make effects idempotent with ``context.task.idempotency_key`` (stable across runs).
 
 These exceptions are the ``HandlerError`` branch of pixhook's one exception tree, drawn whole in
-:mod:`service.exceptions`.
+:mod:`service.exceptions` (defined in :mod:`service.handler_errors`).
+
+A handler that calls a URL it did not choose (a webhook's, a job's) keeps to the rules of
+:mod:`service.outbound`, re-exported here: :class:`AddressGuard` refuses private addresses and
+user info, :func:`read_capped` reads a bounded part of an answer, :func:`excerpt` makes it safe
+to quote, and ``settings.outbound_timeout`` bounds the whole exchange.
 """
 
 from __future__ import annotations
@@ -59,14 +64,28 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import httpx
 
 from service.exceptions import ServiceError
+from service.handler_errors import HandlerError, PermanentError, Retry, TransientError
 from service.lifecycle import TERMINAL_STATES, JobState
 from service.media import MediaLinks
+from service.outbound import (
+    IDENTITY,
+    MAX_ANSWER_BYTES,
+    AddressGuard,
+    excerpt,
+    is_public,
+    parse_url,
+    read_capped,
+    redact,
+)
 from service.pixverse.models import VIDEO_INPUT_FIELD
 from service.settings import Settings
 from service.store import Job, Task, Transition
 
 __all__ = [
+    "IDENTITY",
+    "MAX_ANSWER_BYTES",
     "VIDEO_INPUT_FIELD",
+    "AddressGuard",
     "BaseHandler",
     "Handler",
     "HandlerContext",
@@ -85,36 +104,15 @@ __all__ = [
     "Task",
     "TransientError",
     "Transition",
+    "excerpt",
+    "is_public",
     "media_url",
+    "parse_url",
+    "read_capped",
+    "redact",
     "reported_video",
     "retry_after_seconds",
 ]
-
-
-class HandlerError(ServiceError):
-    """Raised by a handler to tell the worker what to do with its task."""
-
-
-class Retry(HandlerError):
-    """Run the task again after ``after`` seconds (e.g. a 429's ``Retry-After``)."""
-
-    def __init__(self, after: float, reason: str = "") -> None:
-        self.after = max(0.0, float(after))
-        self.reason = reason
-        super().__init__(reason or f"retry in {self.after:g} s")
-
-
-class PermanentError(HandlerError):
-    """The task cannot succeed by running again; it is marked dead at once."""
-
-
-class TransientError(HandlerError):
-    """Failed for now; the worker retries with exponential backoff (and jitter) until
-    ``PIXHOOK_TASK_MAX_ATTEMPTS``, then the task is dead.
-
-    The same as letting any other exception out; raising this says so on purpose, and a
-    handler's own "try again later" errors derive from it so they share one root.
-    """
 
 
 class JobsView(Protocol):

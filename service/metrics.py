@@ -27,9 +27,13 @@ series                                          what it counts
 ==============================================  =============================================
 
 Webhook outcomes: ``ok`` (applied), ``duplicate`` (a nonce seen before, or a state the job
-already had), ``ignored`` (late or out of order), ``orphan``, ``bad_signature``, ``stale``,
-``malformed``, ``too_large``, ``unsupported_media``, ``unconfigured`` and ``unavailable`` (the
-store failed).
+already had), ``ignored`` (late or out of order), ``orphan``, ``unknown_status`` (validly
+signed, kept and answered ``ok``, but a status code this version does not know: no job
+changed), ``unreadable_event`` (likewise, but its id or status is not of the documented
+type), ``bad_signature``, ``stale``, ``malformed``, ``too_large``, ``unsupported_media``,
+``body_timeout`` (the body did not arrive within ``PIXHOOK_BODY_TIMEOUT``: 408),
+``client_disconnected`` (the sender hung up mid-body), ``unconfigured`` and ``unavailable``
+(the store failed).
 """
 
 from __future__ import annotations
@@ -62,11 +66,15 @@ WEBHOOK_OUTCOMES: Final[Mapping[str, str]] = {
     "duplicate": "duplicate",  # a fresh nonce, but the job already had that state
     "ignored": "ignored",
     "orphan": "orphan",
+    "unknown_status": "unknown_status",  # signed, kept, answered ok; no job changed
+    "unreadable_event": "unreadable_event",  # likewise, for an id or status of the wrong type
     "bad_signature": "bad_signature",
     "stale": "stale",
     "malformed": "malformed",
     "too_large": "too_large",
     "wrong_content_type": "unsupported_media",
+    "body_timeout": "body_timeout",  # 408: PIXHOOK_BODY_TIMEOUT passed mid-body
+    "client_disconnected": "client_disconnected",  # hung up mid-body; nobody to answer
     "unconfigured": "unconfigured",
     "store_error": "unavailable",
 }
@@ -96,7 +104,7 @@ def _escape_help(text: str) -> str:
 def _labels(names: Sequence[str], values: Sequence[str]) -> str:
     if not names:
         return ""
-    pairs = ",".join(f'{name}="{_escape_label(value)}"' for name, value in zip(names, values))
+    pairs = ",".join(f'{name}="{_escape_label(value)}"' for name, value in zip(names, values, strict=True))
     return "{" + pairs + "}"
 
 
@@ -206,7 +214,7 @@ class Histogram(_Metric):
     def _samples(self) -> Iterator[str]:
         cumulative = 0
         bounds = [*(repr(b) for b in self.buckets), "+Inf"]
-        for bound, count in zip(bounds, self._counts):
+        for bound, count in zip(bounds, self._counts, strict=True):
             cumulative += count
             yield f'{self.name}_bucket{{le="{bound}"}} {cumulative}'
         yield f"{self.name}_sum {_format_value(self.sum)}"

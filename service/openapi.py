@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service import __version__
+from service import __version__, api_input
 from service.api import MAX_PAGE
 from service.lifecycle import JobState, TransitionSource
 from service.pixverse.models import REQUEST_TYPES
@@ -34,18 +34,29 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {401: "Missing or wrong bearer token", 404: "Not found",
-               409: "The task is not dead", 422: "Invalid input; `field` names it"}
+               408: "The body did not arrive whole within PIXHOOK_BODY_TIMEOUT",
+               409: "The task is not dead",
+               413: "The body is over PIXHOOK_API_MAX_BYTES",
+               422: "Invalid input; `field` names it"}
     return {str(code): _json(_ref("Error"), meaning[code]) for code in codes}
 
 
 _NUMBER = {"type": "number"}
 _STRING = {"type": "string"}
 _STRING_MAP = {"type": "object", "additionalProperties": _STRING}
+#: Text a filter or cursor may hold: anything but NUL (422).
+_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 _JOB_STATES = sorted(state.value for state in JobState)
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"],
-              "properties": {"error": _STRING, "field": _STRING}},
+              "properties": {"error": _STRING, "field": _STRING,
+                             # On a 422 from PixVerse's rules: every bad field, not the first.
+                             "errors": {"type": "array", "items": {
+                                 "type": "object", "required": ["field", "error"],
+                                 "properties": {"field": _STRING, "error": _STRING,
+                                                "allowed": {"type": "array",
+                                                            "items": _STRING}}}}}},
     "Step": {"type": "object", "required": ["kind"],
              "properties": {"kind": {"enum": sorted(REQUEST_TYPES)},
                             "params": {"type": "object"}}},
@@ -54,10 +65,19 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "kind": {"enum": sorted(REQUEST_TYPES)},
             "params": {"type": "object", "description": "The PixVerse request parameters."},
-            "callback_url": {"type": "string", "format": "uri"},
-            "then": {"type": "array", "items": _ref("Step")},
-            "labels": _STRING_MAP,
+            "callback_url": {
+                "type": "string", "format": "uri", "maxLength": api_input.MAX_URL_CHARS,
+                "description": "http(s), without user:password@ (refused). Each event of the "
+                               "job is POSTed here, signed."},
+            "then": {"type": "array", "items": _ref("Step"), "maxItems": api_input.MAX_STEPS},
+            "labels": {"type": "object", "maxProperties": api_input.MAX_LABELS,
+                       "propertyNames": {"maxLength": api_input.MAX_LABEL_KEY_CHARS},
+                       "additionalProperties": {
+                           "type": "string", "maxLength": api_input.MAX_LABEL_VALUE_CHARS}},
         },
+        "description": "No string anywhere may hold NUL or a lone surrogate, numbers are "
+                       f"finite, and nesting is at most {api_input.MAX_DEPTH} levels deep "
+                       "(422 naming the field).",
     },
     "Job": {
         "type": "object",
@@ -68,14 +88,23 @@ SCHEMAS: dict[str, Any] = {
             "id": _STRING, "kind": _STRING, "state": {"enum": _JOB_STATES},
             "params": {"type": "object"}, "trace_id": _STRING,
             "video_id": _nullable({"type": "integer"}), "video_id_str": _STRING,
-            "labels": _STRING_MAP, "callback_url": _nullable(_STRING),
+            "labels": _STRING_MAP,
+            "callback_url": _nullable({
+                "type": "string", "description": "As given, but with secret-looking query "
+                                                 "values (token, key, sig...) and any fragment "
+                                                 "shown as ***"}),
             "then": {"type": "array", "items": {"type": "object"}},
             "parent_job_id": _nullable(_STRING), "attempts": {"type": "integer"},
             "last_error": _nullable(_STRING), "next_attempt_at": _nullable(_NUMBER),
             "next_poll_at": _nullable(_NUMBER), "created_at": _NUMBER, "updated_at": _NUMBER,
             "state_changed_at": _NUMBER, "last_event_at": _NUMBER,
-            "media_path": _nullable(_STRING), "media_sha256": _nullable(_STRING),
+            "media_url": _nullable({
+                "type": "string", "format": "uri",
+                "description": "A signed, expiring link to the downloaded video (null before "
+                               "the download, or without PIXHOOK_PUBLIC_URL)"}),
+            "media_sha256": _nullable(_STRING),
             "media_size": _nullable({"type": "integer"}),
+            "cancelled_at": _nullable(_NUMBER),
         },
     },
     "Transition": {
@@ -115,10 +144,24 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+SCHEMAS["UnappliedWebhook"] = {
+    "type": "object", "required": ["id", "received_at", "video_id", "nonce", "error", "body"],
+    "description": "A verified PixVerse webhook kept for the job that changed nothing: a "
+                   "status code this version does not know, say. `error` says why.",
+    "properties": {"id": {"type": "integer"}, "received_at": _NUMBER,
+                   "video_id": _nullable({"type": "integer"}), "nonce": _nullable(_STRING),
+                   "error": _STRING, "body": _STRING},
+}
 SCHEMAS["JobDetail"] = {"allOf": [_ref("Job"), {
-    "type": "object", "required": ["transitions", "tasks"],
+    "type": "object", "required": ["transitions", "unapplied_webhooks", "tasks"],
     "properties": {"transitions": {"type": "array", "items": _ref("Transition")},
+                   "unapplied_webhooks": {"type": "array", "items": _ref("UnappliedWebhook")},
                    "tasks": {"type": "array", "items": _ref("Task")}}}]}
+SCHEMAS["CreatedJob"] = {"allOf": [_ref("Job"), {
+    "type": "object", "required": ["warnings"],
+    "properties": {"warnings": {
+        "type": "array", "items": _STRING,
+        "description": "Params pixhook does not know: sent to PixVerse as given, named here"}}}]}
 SCHEMAS["TaskDetail"] = {"allOf": [_ref("Task"), {
     "type": "object", "required": ["runs"],
     "properties": {"runs": {"type": "array", "items": _ref("TaskRun")}}}]}
@@ -149,18 +192,37 @@ DOCUMENT: dict[str, Any] = {
         "/api/jobs": {
             "post": {
                 "summary": "Submit a job", "operationId": "createJob",
+                "description": (
+                    "With `Idempotency-Key` (Stripe's semantics), the same request sent again "
+                    "with the same key (by the same token, within PIXHOOK_IDEMPOTENCY_TTL "
+                    "seconds) makes no second job: it gets the original response, marked "
+                    "`Idempotent-Replayed: true`. The same key with another request is a 422 "
+                    "(field `Idempotency-Key`). Requests are compared by their canonical JSON; "
+                    "one that fails validation does not use up its key."),
+                "parameters": [{
+                    "name": api_input.IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                    "description": "A unique key per job request (a UUID, say); send it "
+                                   "again when retrying that request.",
+                    "schema": {"type": "string", "minLength": 1,
+                               "maxLength": api_input.MAX_IDEMPOTENCY_KEY_CHARS,
+                               # Printable ASCII; HTTP drops spaces at either end.
+                               "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"}}],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": _ref("NewJob")}}},
-                "responses": {"201": _json(_ref("Job"), "The job, queued"),
-                              **_errors(401, 422)},
+                "responses": {"201": {**_json(_ref("CreatedJob"), "The job, queued"), "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "`true` when this is the original response to an "
+                                       "earlier request with the same Idempotency-Key",
+                        "schema": {"enum": ["true"]}}}},
+                              **_errors(401, 408, 413, 422)},
             },
             "get": {
                 "summary": "List jobs, newest first", "operationId": "listJobs",
                 "parameters": [
                     _query("state", {"enum": _JOB_STATES}, "Only jobs in this state"),
-                    _query("kind", _STRING, "Only jobs of this kind"),
+                    _query("kind", _TEXT, "Only jobs of this kind"),
                     _query("limit", _LIMIT, "Page size"),
-                    _query("cursor", _STRING, "next_cursor of the page before"),
+                    _query("cursor", _TEXT, "next_cursor of the page before"),
                 ],
                 "responses": {"200": _json({
                     "type": "object", "required": ["jobs", "next_cursor"],
@@ -174,12 +236,26 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [_path("job_id", _STRING)],
             "responses": {"200": _json(_ref("JobDetail"), "The job"), **_errors(401, 404)},
         }},
+        "/api/jobs/{job_id}/cancel": {"post": {
+            "summary": "Cancel a job", "operationId": "cancelJob",
+            "description": (
+                "A job PixVerse has not accepted (queued, or submitting without a video id) "
+                "becomes `rejected` and is never sent; if its create call is in flight, "
+                "PixVerse's answer changes nothing. PixVerse has no cancel, so a job it "
+                "accepted (generating) is still made and its credits are spent, but no "
+                "handler or follow-up runs for it. `cancelled_at` is set either way; "
+                "cancelling again answers the same."),
+            "parameters": [_path("job_id", _STRING)],
+            "responses": {"200": _json(_ref("Job"), "The job, cancelled"),
+                          **_errors(401, 404),
+                          "409": _json(_ref("Error"), "The job finished; nothing to cancel")},
+        }},
         "/api/tasks": {"get": {
             "summary": "List handler tasks, oldest first", "operationId": "listTasks",
             "parameters": [
                 _query("state", {"enum": sorted(s.value for s in TaskState)}, "Task state"),
-                _query("job_id", _STRING, "Only this job's tasks"),
-                _query("handler", _STRING, "Only this handler's tasks"),
+                _query("job_id", _TEXT, "Only this job's tasks"),
+                _query("handler", _TEXT, "Only this handler's tasks"),
                 _query("limit", _LIMIT, "How many"),
             ],
             "responses": {"200": _json({

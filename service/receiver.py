@@ -1,38 +1,46 @@
 """``POST /webhooks/pixverse``: verify PixVerse's signature, record the transition, answer ok.
 
-Answers (PixVerse retries anything but ``200 ok``):
+Answers (PixVerse retries anything but ``200 ok`` about 8 times, then gives the event up):
 
 =====================================  ======  =============================================
 what arrived                           status  what is written
 =====================================  ======  =============================================
 a verified event for a known job       200 ok  delivery + transition (+ its tasks), one commit
 a verified event for an unknown id     200 ok  the delivery, as an orphan (so PixVerse stops)
+a verified event with a status code    200 ok  the delivery, with the job if its video id is
+this version does not know, or an id           known, and an ``error`` saying why; no job
+or status of the wrong type                    changes (a 4xx would make PixVerse give the
+                                               event up, and it would be lost)
 the same nonce again                   409     nothing (the first delivery is recorded)
 bad / missing signature, stale time    401     nothing
-body not a flat JSON object, bad ids   400     nothing
+body not a flat JSON object            400     nothing
 content type other than JSON           415     nothing
 body over ``webhook_max_bytes``        413     nothing
+body not whole within ``body_timeout`` 408     nothing; the connection is closed
+sender hung up mid-body                (none)  nothing; one debug line
 no webhook secret configured           503     nothing (PixVerse retries later)
 the store failing                      503     nothing (PixVerse retries later)
 =====================================  ======  =============================================
 
 Nothing unauthenticated is written to the store, so junk traffic cannot fill the disk; it is
-counted in :attr:`WebhookReceiver.outcomes` and logged. The request never waits on a handler:
-handler tasks are only *queued* in the same transaction as the transition.
+counted in :attr:`WebhookReceiver.outcomes` and logged on one line, never with a traceback.
+The request never waits on a handler: handler tasks are only *queued* in the same
+transaction as the transition.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from service import lifecycle
+from service import bodies, lifecycle
 from service.metrics import Metrics
 from service.pixverse import signature
 from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
@@ -62,7 +70,10 @@ class WebhookReceiver:
         self.outcomes[outcome] += 1
         if self.metrics is not None:
             self.metrics.record_webhook(outcome, time.perf_counter() - started)
-        if response.status_code != 200:
+        if outcome == "client_disconnected":  # routine on a flaky network; nobody to answer
+            logger.debug("webhook sender hung up mid-body",
+                         extra={"action": "webhook", "outcome": outcome})
+        elif response.status_code != 200:
             logger.info("webhook refused: %s (%s)", outcome, bytes(response.body).decode(),
                         extra={"action": "webhook", "outcome": outcome})
         return response
@@ -74,13 +85,15 @@ class WebhookReceiver:
         # One plain dict (ASGI names are lower-case already): Starlette's Headers scans its list
         # on every lookup, and this path looks up several and stores them all.
         headers = dict(request.headers.items())
-        limit = self._settings.webhook_max_bytes
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return "too_large", _answer(413, f"body over {limit} bytes")
-        body = await _read_limited(request, limit)
-        if body is None:
-            return "too_large", _answer(413, f"body over {limit} bytes")
+        try:
+            body = await bodies.read_body(request, max_bytes=self._settings.webhook_max_bytes,
+                                          deadline=self._settings.body_timeout)
+        except bodies.BodyTooLargeError as exc:
+            return "too_large", _answer(413, str(exc))
+        except bodies.BodyTimeoutError as exc:
+            return "body_timeout", _answer(408, str(exc), bodies.CLOSE_HEADERS)
+        except bodies.ClientDisconnectedError as exc:
+            return "client_disconnected", _answer(400, str(exc))  # uvicorn drops it
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             return "wrong_content_type", _answer(415, "content type must be application/json")
@@ -95,10 +108,10 @@ class WebhookReceiver:
             return "stale", _answer(401, str(exc))
         except SignatureError as exc:
             return "bad_signature", _answer(401, str(exc))
-        try:
-            video_id, proposed = _read_event(event.payload)
-        except ValueError as exc:
-            return "malformed", _answer(400, str(exc))
+        read = _read_event(event.payload)
+        if isinstance(read, _Unusable):
+            return await self._keep(read, body, headers, event, received_at)
+        video_id, proposed = read
         try:
             ingest = await self._store.ingest_webhook(
                 body=body, headers=headers, nonce=event.nonce,
@@ -121,36 +134,63 @@ class WebhookReceiver:
                            "outcome": result.outcome.value})
         return ("ok" if result.applied else result.outcome.value), _answer(200, "ok")
 
+    async def _keep(self, unusable: _Unusable, body: bytes, headers: Mapping[str, str],
+                    event: signature.VerifiedWebhook,
+                    received_at: float) -> tuple[str, PlainTextResponse]:
+        """Keep a verified event no job can take, and answer ``ok`` so PixVerse does not give
+        it up; the delivery's ``error`` (shown with the job) says why nothing changed."""
+        try:
+            ingest = await self._store.keep_webhook(
+                body=body, headers=headers, nonce=event.nonce, timestamp=event.timestamp,
+                received_at=received_at, video_id=unusable.video_id, error=unusable.error)
+        except StorageError:
+            logger.exception("webhook for video %s not stored", unusable.video_id)
+            return "store_error", _answer(503, "not stored; retry later")
+        if ingest.outcome == "duplicate":
+            return "replayed", _answer(409, "nonce already used; the event is recorded")
+        job_id = ingest.delivery.job_id if ingest.delivery else None
+        logger.warning("webhook kept, not applied: %s (video %s, job %s)",
+                       unusable.error, unusable.video_id, job_id,
+                       extra={"action": "webhook", "outcome": unusable.outcome,
+                              "job_id": job_id})
+        return unusable.outcome, _answer(200, "ok")
 
-def _answer(status: int, text: str) -> PlainTextResponse:
-    return PlainTextResponse(text, status_code=status)
+
+def _answer(status: int, text: str,
+            headers: Mapping[str, str] | None = None) -> PlainTextResponse:
+    return PlainTextResponse(text, status_code=status, headers=headers)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows past ``limit`` (a lying Content-Length included)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+@dataclasses.dataclass(frozen=True)
+class _Unusable:
+    """A verified event that no job can take: why (``error``), and its metric outcome."""
+
+    outcome: str
+    video_id: int | None
+    error: str
 
 
-def _read_event(payload: dict[str, Any]) -> tuple[int, lifecycle.JobState]:
-    """``(video_id, proposed state)`` from a webhook body; ValueError says what is wrong."""
+def _read_event(payload: dict[str, Any]) -> tuple[int, lifecycle.JobState] | _Unusable:
+    """``(video_id, proposed state)`` from a verified webhook body, or why it cannot be."""
     raw_id = payload.get("id")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        raise ValueError("id must be the video id")
-    text = str(raw_id)
-    if not text.isdigit() or not 0 < int(text) < 2**63:
-        raise ValueError("id must be a positive 64-bit integer")
-    status = payload.get("status")
+    text = "" if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) else str(raw_id)
+    # isascii: str.isdigit() also takes other scripts' digits; len: int() refuses thousands.
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) < 2**63):
+        return _Unusable("unreadable_event", None,
+                         f"id {_shown(raw_id)} is not a PixVerse video id; no job is changed")
+    video_id, status = int(text), payload.get("status")
     if isinstance(status, bool) or not isinstance(status, int):
-        raise ValueError("status must be an integer")
+        return _Unusable("unreadable_event", video_id,
+                         f"status {_shown(status)} is not a PixVerse status code; "
+                         "the job is unchanged")
     try:
-        state = lifecycle.state_from_pixverse(status)
-    except lifecycle.UnknownStatusError as exc:
-        raise ValueError(str(exc)) from None
-    return int(text), state
+        return video_id, lifecycle.state_from_pixverse(status)
+    except lifecycle.UnknownStatusError:
+        return _Unusable("unknown_status", video_id,
+                         f"unknown PixVerse status {_shown(status)}; the job is unchanged")
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut short: it goes into a log line and the delivery's ``error``."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."

@@ -141,7 +141,10 @@ class HandlerSet:
         return self._subscriptions.get(name)
 
     def plan(self, job: Job, transition: Transition) -> list[str]:
-        """The store's task planner: the handlers this applied transition should run."""
+        """The store's task planner: the handlers this applied transition should run (none
+        for a cancelled job: PixVerse may still finish it, but nothing follows from it)."""
+        if job.cancelled_at is not None:
+            return []
         wanted = []
         for name, sub in self._subscriptions.items():
             if transition.to_state not in sub.states:

@@ -1,7 +1,8 @@
 """Serve ASGI apps with uvicorn on loopback ports: for the demo, tests and benchmarks.
 
 The socket is bound before uvicorn starts, so port 0 yields a free port with no race, and
-the base URL is known before the first request.
+the base URL is known before the first request. :func:`raise_open_file_limit` is for the
+real server (``pixhook serve`` and ``pixhook web``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,32 @@ import uvicorn
 
 #: How long to wait for uvicorn to report it started, in seconds.
 STARTUP_TIMEOUT_SECONDS = 10.0
+#: The open-file limit to ask for when the hard limit is "unlimited" (which the kernel does
+#: not actually grant; Linux caps it at ``fs.nr_open``, macOS at ``kern.maxfilesperproc``).
+UNLIMITED_OPEN_FILES_TARGET = 65536
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft limit on open files to its hard limit, and return the
+    ``(soft, hard)`` limits then in force (``(-1, -1)`` where there are none to read).
+
+    Every connection holds a file descriptor and the soft limit is often 1024: slow or idle
+    clients (each held up to ``PIXHOOK_BODY_TIMEOUT``) plus the database and the worker's
+    connections can use them all, and then uvicorn cannot accept anyone, PixVerse included.
+    The hard limit is what the administrator allows; raising the soft one to it needs no
+    privilege. A refusal leaves the limit as it was.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows has no rlimits
+        return -1, -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_OPEN_FILES_TARGET if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -46,7 +73,10 @@ class _Server(uvicorn.Server):
 
 
 def _server(app: Any) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    # proxy_headers off: pixhook decides itself whether X-Forwarded-* count
+    # (PIXHOOK_TRUST_PROXY_HEADERS, service/dashboard/forwarded.py).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                            proxy_headers=False)
     return _Server(config)
 
 

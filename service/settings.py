@@ -110,9 +110,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "postgresql://user:password@host/db for several replicas "
             "(pip install 'pixhook[postgres]').", secret=True),
     Setting("PIXVERSE_BASE_URL", "https://app-api.pixverse.ai/openapi/v2",
-            "PixVerse API base URL; the simulator's is http://HOST:PORT/openapi/v2."),
+            "PixVerse API base URL: one ending in /openapi/v2, or the host alone "
+            "(https://app-api.pixverse.ai, as PixVerse's own client reads this variable); "
+            "the simulator's is http://HOST:PORT."),
     Setting("PIXVERSE_API_KEY", "", "PixVerse API key (sent as the API-KEY header).",
             secret=True),
+    Setting("PIXHOOK_PIXVERSE_STRICT", False,
+            "Also refuse, before sending, what only weaker sources or older PixVerse docs "
+            "forbid (motion_mode on v5+, extend without seed, v5 1080p 8 s...) and params "
+            "pixhook does not know; off: refuse only what PixVerse's official docs forbid and "
+            "send unknown params as given, with a warning.", _boolean),
     Setting("PIXVERSE_TIMEOUT", 30.0,
             "Seconds one PixVerse API call may take; a submission caught by a crash is retried "
             "after twice this.", _seconds),
@@ -124,13 +131,23 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "Seconds a webhook's timestamp may differ from now (replay window).", _seconds),
     Setting("PIXHOOK_WEBHOOK_MAX_BYTES", 65536,
             "Largest webhook body accepted; larger ones get 413.", _positive_int),
+    Setting("PIXHOOK_BODY_TIMEOUT", 10.0,
+            "Seconds a webhook or /api request body may take to arrive whole; slower ones "
+            "get 408 and are closed (0 = no limit).", _seconds),
     Setting("PIXHOOK_API_TOKEN", "",
             "Bearer token for /api; empty refuses every /api call.", secret=True),
+    Setting("PIXHOOK_API_MAX_BYTES", 1024 * 1024,
+            "Largest /api request body accepted; larger ones get 413 (counted while reading).",
+            _one_or_more),
+    Setting("PIXHOOK_IDEMPOTENCY_TTL", 86400.0,
+            "Seconds an Idempotency-Key of POST /api/jobs is kept: the same request with it "
+            "replays the job it made; after this it counts as new.", _seconds),
     Setting("PIXHOOK_MAX_IN_FLIGHT", 0,
             "Most jobs submitted to PixVerse and not finished at once (0 = no local limit).",
             _positive_int),
     Setting("PIXHOOK_SUBMIT_MAX_ATTEMPTS", 8,
-            "Tries of one submission on ambiguous failures (same trace id) before giving up.",
+            "Tries of one submission on ambiguous or unexpected failures (same trace id) "
+            "before giving up.",
             _positive_int),
     Setting("PIXHOOK_POLL_MODE", "fallback",
             "fallback: poll only jobs whose webhook is overdue; always: poll every open job; "
@@ -181,13 +198,25 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "pixhook's own base URL as others reach it (https://pixhook.example.com), used "
             "for signed media links; empty links to PixVerse's URL instead."),
     Setting("PIXHOOK_SECRET_KEY", "",
-            "Signs media links (and dashboard sessions); empty makes a random key per process, "
-            "so links die with it.", secret=True),
+            "Signs media links and dashboard session cookies (a key derived per purpose); "
+            "empty makes a random key per process, so links and dashboard logins die with it "
+            "and logins do not work across replicas.", secret=True),
+    Setting("PIXHOOK_TRUST_PROXY_HEADERS", False,
+            "Believe X-Forwarded-Proto and X-Forwarded-For (the last address) from the "
+            "connecting peer: set it only behind a reverse proxy that sets them; the "
+            "dashboard's Secure cookie and login rate limit use them.", _boolean),
     Setting("PIXHOOK_MEDIA_LINK_TTL", 7 * 86400.0,
             "Seconds a signed media link stays valid.", _seconds),
     Setting("PIXHOOK_FORWARD_SECRET", "",
             "whsec_ secret the forward handler signs events to callback_url with "
             "(Standard Webhooks).", _forward_secret, secret=True),
+    Setting("PIXHOOK_FORWARD_ALLOW_PRIVATE", False,
+            "Let the forward handler POST to callback_urls on private or loopback addresses "
+            "(receivers on your own network, local tests).", _boolean),
+    Setting("PIXHOOK_OUTBOUND_TIMEOUT", 30.0,
+            "Seconds one outgoing handler call (a forward, a Slack post, a download up to its "
+            "headers) may take in all, however slowly the peer answers (0 = no limit).",
+            _seconds),
     # -- operations -------------------------------------------------------------------------
     Setting("PIXHOOK_METRICS_TOKEN", "",
             "Bearer token GET /metrics wants; empty leaves /metrics open (keep it on the "
@@ -210,12 +239,16 @@ class Settings:
     database_url: str = "sqlite:///pixhook.db"
     pixverse_base_url: str = "https://app-api.pixverse.ai/openapi/v2"
     pixverse_api_key: str = dataclasses.field(default="", repr=False)
+    pixverse_strict: bool = False
     pixverse_timeout: float = 30.0
     pixverse_webhook_secret: str = dataclasses.field(default="", repr=False)
     pixverse_webhook_secret_previous: str = dataclasses.field(default="", repr=False)
     webhook_tolerance: float = 300.0
     webhook_max_bytes: int = 65536
+    body_timeout: float = 10.0
     api_token: str = dataclasses.field(default="", repr=False)
+    api_max_bytes: int = 1024 * 1024
+    idempotency_ttl: float = 86400.0
     max_in_flight: int = 0
     submit_max_attempts: int = 8
     poll_mode: str = "fallback"
@@ -238,8 +271,11 @@ class Settings:
     slack_webhook_url: str = dataclasses.field(default="", repr=False)
     public_url: str = ""
     secret_key: str = dataclasses.field(default="", repr=False)
+    trust_proxy_headers: bool = False
     media_link_ttl: float = 7 * 86400.0
     forward_secret: str = dataclasses.field(default="", repr=False)
+    forward_allow_private: bool = False
+    outbound_timeout: float = 30.0
     metrics_token: str = dataclasses.field(default="", repr=False)
     log_level: str = "info"
     log_format: str = "text"

@@ -9,10 +9,17 @@
   with the video it already made instead of making a second one;
 * 500044, or the local ``PIXHOOK_MAX_IN_FLIGHT`` limit -> the job goes back to ``queued`` and
   waits for a slot;
-* any other PixVerse error -> ``rejected``, with the ErrCode and message in ``last_error``.
+* any other PixVerse error -> ``rejected``, with the ErrCode and message in ``last_error``;
+* anything unexpected (a bug, an answer of an unexpected shape, the store failing) -> counted
+  like an ambiguous failure: ``last_error`` names it, the job is sent again later with the same
+  trace id, and it is ``rejected`` once ``PIXHOOK_SUBMIT_MAX_ATTEMPTS`` attempts failed.
 
 ``next_attempt_at`` doubles as a lease on an attempt under way: if the process dies mid-call,
 the job becomes due again once the lease runs out, and is re-sent with its trace id.
+
+A cancelled job (:meth:`Store.cancel_job`) is never claimed again, and every write here after a
+claim is made ``unless_cancelled``: if the job is cancelled while its create call is in flight,
+PixVerse's answer only joins the job's history (as ignored) and changes nothing else.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
 from service.metrics import Metrics
@@ -36,7 +43,15 @@ from service.pixverse.models import (
     takes_video_input,
 )
 from service.settings import Settings
-from service.store import ConstraintError, DeliveryOutcome, Job, Store
+from service.store import (
+    ConstraintError,
+    DeliveryOutcome,
+    IdempotencyKey,
+    Job,
+    JobCancelledError,
+    JobUpdate,
+    Store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +66,44 @@ RETRY_CAP_SECONDS: Final = 60.0
 LEASE_TIMEOUTS: Final = 2.0
 #: Attempts sent to PixVerse at once.
 MAX_CONCURRENT_ATTEMPTS: Final = 16
+#: Longest description of an unexpected failure kept in ``last_error``.
+MAX_UNEXPECTED_CHARS: Final = 300
 
 
+def build_request(kind: str, params: Mapping[str, Any], *,
+                  strict: bool = False) -> PixVerseRequest:
+    """The typed request for a job kind; raises ``InvalidRequest`` naming every bad field.
 
-def build_request(kind: str, params: Mapping[str, Any]) -> PixVerseRequest:
-    """The typed request for a job kind; raises ``InvalidRequest`` naming the field."""
+    Params pixhook does not know are kept and sent to PixVerse as given (see
+    :func:`param_warnings`); ``strict`` (``PIXHOOK_PIXVERSE_STRICT``) refuses them, and applies
+    the rules that rest on weaker sources (:mod:`service.pixverse.validation`).
+    """
     request_type = REQUEST_TYPES.get(kind)
     if request_type is None:
         raise errors.InvalidRequest("kind", f"{kind!r} is not a PixVerse generation kind",
                                     allowed=tuple(REQUEST_TYPES))
-    return request_type.from_params(params)
+    return request_type.from_params(params, strict=strict)
 
 
-def check_then(steps: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+def param_warnings(job: Job) -> list[str]:
+    """One line per param of the job (or of its ``then`` steps) pixhook does not know: it
+    is stored with the job and sent to PixVerse verbatim, and PixVerse decides (REFERENCE.md
+    §14: PixVerse adds fields often). The create answer reports these as ``warnings``."""
+    found = []
+    for where, kind, params in [("params", job.kind, job.params)] + [
+            (f"then[{i}].params", step.get("kind"), step.get("params") or {})
+            for i, step in enumerate(job.then)]:
+        request_type = REQUEST_TYPES.get(kind) if isinstance(kind, str) else None
+        if request_type is None or not isinstance(params, Mapping):
+            continue
+        for name in request_type.unknown_fields(params):
+            found.append(f"{where}.{name}: not a field pixhook knows for {kind}; it is sent "
+                         "to PixVerse as given")
+    return found
+
+
+def check_then(steps: Sequence[Mapping[str, Any]] | None, *,
+               strict: bool = False) -> list[dict[str, Any]]:
     """Validate follow-up steps ``[{"kind": ..., "params": {...}}]`` now, so a chain fails at
     submission rather than halfway: each step must take a video (``source_video_id``, wired
     from the step before once it succeeds) and its params must be valid with one."""
@@ -87,10 +127,9 @@ def check_then(steps: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]
                                         "is filled in from the step before; leave it out")
         try:
             # A stand-in id: the real one is known once the step before succeeds.
-            build_request(kind, {**params, VIDEO_INPUT_FIELD: 1})
+            build_request(kind, {**params, VIDEO_INPUT_FIELD: 1}, strict=strict)
         except errors.InvalidRequest as exc:
-            raise errors.InvalidRequest(f"then[{i}].params.{exc.field}", exc.reason,
-                                        allowed=exc.allowed) from exc
+            raise exc.prefixed(f"then[{i}].params.") from exc
         checked.append({"kind": kind, "params": dict(params)})
     return checked
 
@@ -139,9 +178,10 @@ class Submitter:
 
         With a ``trace_id`` the call is idempotent: if a job already has that trace id, it is
         returned as it is (a follow-up step replayed after a crash makes no second job).
+        Params pixhook does not know are stored and sent as given; :func:`param_warnings`
+        lists them.
         """
-        build_request(kind, params)
-        steps = check_then(then)
+        steps = self.validate(kind, params, then)
         try:
             job = await self._store.create_job(
                 kind=kind, params=dict(params), trace_id=trace_id, labels=labels,
@@ -152,12 +192,58 @@ class Submitter:
             if existing is None:
                 raise
             return existing
+        self._queued(job)
+        return job
+
+    async def submit_once(
+        self,
+        key: IdempotencyKey,
+        kind: str,
+        params: Mapping[str, Any],
+        *,
+        callback_url: str | None = None,
+        then: Sequence[Mapping[str, Any]] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[Job, bool]:
+        """:meth:`submit` under an idempotency key (``POST /api/jobs`` with
+        ``Idempotency-Key``): the job and ``False`` the first time; the job as it was created
+        and ``True`` when the same request came with the key before. Raises
+        ``IdempotencyKeyReusedError`` when the key came with another request. A request that
+        fails validation claims nothing, so its key can be used again.
+        """
+        steps = self.validate(kind, params, then)
+        job, replayed = await self._store.create_job_once(
+            key, kind=kind, params=dict(params), labels=labels, callback_url=callback_url,
+            then=steps)
+        if not replayed:
+            self._queued(job)
+        return job, replayed
+
+    def validate(self, kind: str, params: Mapping[str, Any],
+                 then: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+        """Check a job before it is committed (``InvalidRequest`` names every bad field, the
+        job's first); returns its checked ``then`` steps."""
+        strict = self._settings.pixverse_strict
+        problems: list[errors.InvalidRequest] = []
+        steps: list[dict[str, Any]] = []
+        try:
+            build_request(kind, params, strict=strict)
+        except errors.InvalidRequest as exc:
+            problems.append(exc)
+        try:
+            steps = check_then(then, strict=strict)
+        except errors.InvalidRequest as exc:
+            problems.append(exc)
+        if problems:
+            raise errors.InvalidRequest.combine(problems)
+        return steps
+
+    def _queued(self, job: Job) -> None:
         if self.metrics is not None:
             self.metrics.record_job_created()
-        logger.info("job %s (%s) queued", job.id, kind,
+        logger.info("job %s (%s) queued", job.id, job.kind,
                     extra={"action": "submit", "job_id": job.id})
         self.wake()
-        return job
 
     def wake(self) -> None:
         """Run a pass now (a job was added, or a slot freed)."""
@@ -208,10 +294,36 @@ class Submitter:
     async def _attempt(self, job: Job) -> None:
         try:
             await self._send(job)
-        except Exception:
-            logger.exception("submitting job %s failed unexpectedly", job.id)
+        except JobCancelledError:
+            logger.info("job %s was cancelled while it was being sent; PixVerse's answer "
+                        "changes nothing", job.id, extra={"action": "submit", "job_id": job.id})
+        except Exception as exc:
+            logger.exception("submitting job %s failed unexpectedly", job.id,
+                             extra={"action": "submit", "job_id": job.id})
+            await self._unexpected(job, exc)
         finally:
             self._attempting.discard(job.id)
+
+    async def _unexpected(self, job: Job, exc: Exception) -> None:
+        """Count an attempt that failed in a way nothing in :meth:`_send` expected, like an
+        ambiguous failure: PixVerse may or may not have the job, so it is sent again later
+        with the same trace id, and given up (``rejected``) at the attempts limit."""
+        # A value, not an increment: whether or not _send got as far as counting this
+        # attempt, it is counted once.
+        attempts = job.attempts + 1
+        error = f"unexpected {type(exc).__name__}: {exc}"[:MAX_UNEXPECTED_CHARS]
+        try:
+            current = await self._store.get_job(job.id)
+            if current is None or current.video_id is not None or current.state not in (
+                    JobState.QUEUED, JobState.SUBMITTING):
+                return  # accepted by PixVerse (webhooks and polls take over), or finished
+            await self._retry_later(job, attempts, error, give_up=JobState.REJECTED)
+        except JobCancelledError:
+            pass  # cancelled meanwhile: nothing left to count
+        except Exception:
+            logger.exception("job %s: recording the failure failed too; it is tried again "
+                             "when its lease runs out", job.id,
+                             extra={"action": "submit", "job_id": job.id})
 
     async def _send(self, job: Job) -> None:
         try:
@@ -221,19 +333,26 @@ class Submitter:
             return
         # The claim moved the job to submitting and leased it (next_attempt_at).
         attempts = job.attempts + 1
-        await self._store.update_job(job.id, attempts=attempts)
+        await self._update(job, attempts=attempts)
         try:
             submission = await self._client.submit(request, trace_id=job.trace_id)
         except errors.ConcurrencyLimitError as exc:
             await self._requeue(job, exc)
         except errors.PixVerseError as exc:
             if _is_ambiguous(exc):
-                await self._retry_later(job, attempts, exc)
+                await self._retry_later(job, attempts, _describe(exc),
+                                        retry_after=getattr(exc, "retry_after", None))
             else:
                 await self._finish(job, JobState.REJECTED, _describe(exc))
         else:
-            await self._store.update_job(job.id, video_id=submission.job_id, last_error=None,
-                                         next_attempt_at=None)
+            try:
+                await self._update(job, video_id=submission.job_id, last_error=None,
+                                   next_attempt_at=None)
+            except JobCancelledError:
+                # Cancelled during the call: PixVerse made the video (its credits are spent),
+                # but the job stays rejected; its history keeps the answer, as ignored.
+                await self._transition(job, JobState.GENERATING, dict(submission.raw))
+                raise
             await self._transition(job, JobState.GENERATING, dict(submission.raw))
             logger.info("job %s accepted by PixVerse as %s", job.id, submission.job_id,
                         extra={"action": "submit", "job_id": job.id})
@@ -256,7 +375,7 @@ class Submitter:
                 proposed = state_from_pixverse(status)
             except (ValueError, KeyError, TypeError):
                 continue
-            result = await self._store.apply_transition(
+            await self._store.apply_transition(
                 job.id, proposed, source=TransitionSource.WEBHOOK,
                 payload=delivery.body.decode("utf-8", "replace"),
                 received_at=delivery.received_at,
@@ -267,31 +386,43 @@ class Submitter:
 
     async def _requeue(self, job: Job, exc: errors.ConcurrencyLimitError) -> None:
         delay = exc.retry_after or errors.DEFAULT_CONCURRENCY_RETRY_AFTER
-        await self._store.update_job(job.id, last_error=_describe(exc),
-                                     next_attempt_at=self._clock() + delay)
+        await self._update(job, last_error=_describe(exc), next_attempt_at=self._clock() + delay)
         await self._transition(job, JobState.QUEUED, {"err_code": exc.err_code})
 
-    async def _retry_later(self, job: Job, attempts: int, exc: errors.PixVerseError) -> None:
+    async def _retry_later(self, job: Job, attempts: int, error: str, *,
+                           retry_after: float | None = None,
+                           give_up: JobState = JobState.FAILED) -> None:
+        """Send the job again later (same trace id), or end it in ``give_up`` once it has
+        had ``attempts`` (written as they are, so a failure is counted once)."""
         if attempts >= self._settings.submit_max_attempts:
-            await self._finish(job, JobState.FAILED,
-                               f"gave up after {attempts} ambiguous attempts: {_describe(exc)}")
+            what = "ambiguous attempts" if give_up is JobState.FAILED else "attempts"
+            await self._finish(job, give_up, f"gave up after {attempts} {what}: {error}",
+                               attempts=attempts)
             return
         delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
         delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-        retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             delay = max(delay, retry_after)
-        logger.warning("job %s: ambiguous failure (%s); retrying in %.1f s with the same "
-                       "trace id", job.id, _describe(exc), delay,
+        logger.warning("job %s: attempt %d failed (%s); retrying in %.1f s with the same "
+                       "trace id", job.id, attempts, error, delay,
                        extra={"action": "submit", "job_id": job.id})
-        await self._store.update_job(job.id, last_error=_describe(exc),
-                                     next_attempt_at=self._clock() + delay)
+        await self._update(job, attempts=attempts, last_error=error,
+                           next_attempt_at=self._clock() + delay)
 
-    async def _finish(self, job: Job, state: JobState, error: str) -> None:
-        await self._store.update_job(job.id, last_error=error, next_attempt_at=None)
+    async def _finish(self, job: Job, state: JobState, error: str, *,
+                      attempts: int | None = None) -> None:
+        fields: JobUpdate = {"last_error": error, "next_attempt_at": None}
+        if attempts is not None:
+            fields["attempts"] = attempts
+        await self._update(job, **fields)
         await self._transition(job, state, {"error": error})
         logger.warning("job %s %s: %s", job.id, state.value, error,
                        extra={"action": "submit", "job_id": job.id})
+
+    async def _update(self, job: Job, **fields: Unpack[JobUpdate]) -> None:
+        """Write submission bookkeeping, unless the job was cancelled meanwhile (then
+        ``JobCancelledError``: an answer after a cancel changes nothing)."""
+        await self._store.update_job(job.id, unless_cancelled=True, **fields)
 
     async def _transition(self, job: Job, state: JobState,
                           payload: Mapping[str, Any] | None) -> None:

@@ -20,6 +20,9 @@ or times out)
 runs out of attempts        ``dead``; ``POST /api/tasks/{id}/retry`` revives it
 ==========================  =================================================================
 
+A task whose job was cancelled (``POST /api/jobs/{id}/cancel``) is not run: it is ``dead`` at
+once, with the error ``job cancelled``.
+
 Every run is logged with the job id, task id, handler, attempt, outcome and duration, and kept
 in the task's history (``task_runs``).
 """
@@ -61,6 +64,8 @@ POLL_INTERVAL_SECONDS: Final = 1.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
 #: Longest error text kept per run.
 MAX_ERROR_CHARS: Final = 2000
+#: The error of a task whose job was cancelled before it ran.
+CANCELLED_ERROR: Final = "job cancelled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +244,15 @@ class TaskRunner:
         if job is None or transition is None:
             await self._store.fail_task(task.id, attempt=task.attempts, started_at=started,
                                         retry_at=None, error="its job or transition is gone")
+            return
+        if job.cancelled_at is not None:
+            # Queued before the job was cancelled. Dead, not succeeded: the handler's work was
+            # not done, and the task says why (a retry dies the same way).
+            await self._store.fail_task(task.id, attempt=task.attempts, started_at=started,
+                                        retry_at=None, error=CANCELLED_ERROR)
+            self._count(task.handler, "dead")
+            log.info("task %s (%s, job %s): the job was cancelled; not run", task.id,
+                     task.handler, task.job_id, extra={"outcome": "dead"})
             return
         if task.attempts == 1:
             self.start_delays.append(started - task.created_at)

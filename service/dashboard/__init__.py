@@ -3,13 +3,14 @@
 * ``GET  /``                     jobs, newest first, live (``?state=`` filters, ``?cursor=`` pages)
 * ``GET  /jobs/{id}``            one job: timeline, handler tasks and runs, the video
 * ``POST /tasks/{id}/retry``     revive a dead task (form, CSRF token)
-* ``GET|POST /login``, ``POST /logout``   the API token for a signed session cookie
+* ``GET|POST /login``, ``POST /logout``   the API token for a session (stored, and named by a
+  signed cookie); logging out ends it server-side; failed logins are rate-limited
 * ``GET  /events``               server-sent events behind the live updates
 * ``/static/dashboard/...``      the stylesheet and the script (no build step)
 
 Wire it into an app with ``Starlette(routes=[..., *dashboard_routes(services)])``. The
 session middleware wraps the dashboard's own routes only: webhooks, ``/api`` and ``/media``
-never pay for reading a session cookie they do not use.
+never pay for reading a session cookie (nor for the store lookup behind it) they do not use.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.dashboard.auth import dashboard_middleware
 from service.dashboard.events import LiveEvents
 from service.dashboard.present import CreditsBook
+from service.dashboard.session import dashboard_middleware
 from service.dashboard.templating import STATIC_DIR
 from service.dashboard.views import DashboardPages
 from service.services import Services
@@ -35,7 +36,7 @@ def dashboard_routes(services: Services) -> list[BaseRoute]:
     credits = CreditsBook(services.store)
     pages = DashboardPages(services.settings, services.store, credits)
     events = LiveEvents(services.settings, services.store, credits)
-    session = dashboard_middleware(services.settings)
+    session = dashboard_middleware(services.settings, services.store)
     return [
         Route("/", pages.jobs, methods=["GET"], name="dashboard:jobs", middleware=session),
         Route("/jobs/{job_id}", pages.job, methods=["GET"], name="dashboard:job",

@@ -1,7 +1,9 @@
 """The dashboard's pages: the jobs list, one job, login and logout, and task retry.
 
 Every page needs a login (see :mod:`service.dashboard.auth`). A failing store gives a
-friendly 503 page, an unknown job a 404 page: never a traceback.
+friendly 503 page, an unknown job a 404 page: never a traceback. Past
+:data:`~service.dashboard.ratelimit.MAX_FAILED_LOGINS` failed logins a minute from one
+address, logins from it get 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.dashboard import auth, present
+from service.dashboard import auth, forwarded, present
 from service.dashboard.events import job_signature
+from service.dashboard.ratelimit import LoginLimiter
 from service.dashboard.templating import page
 from service.lifecycle import JobState
 from service.media import MediaLinks
@@ -58,10 +61,15 @@ class DashboardPages:
         self._store = store
         self._credits = credits
         self._links = MediaLinks(settings, store)
+        #: Failed logins per client address (in this process's memory).
+        self.login_limiter = LoginLimiter()
         required = auth.login_required(settings)
-        self.jobs = required(_store_errors(self._jobs))
-        self.job = required(_store_errors(self._job))
-        self.retry_task = required(_store_errors(self._retry_task))
+        # The store errors wrapper goes outside: checking the login reads the store too.
+        self.jobs = _store_errors(required(self._jobs))
+        self.job = _store_errors(required(self._job))
+        self.retry_task = _store_errors(required(self._retry_task))
+        self.login = _store_errors(self._login)
+        self.logout = _store_errors(self._logout)
 
     async def _jobs(self, request: Request) -> Response:
         query = request.query_params
@@ -91,6 +99,7 @@ class DashboardPages:
                                "database.")
         signature = await job_signature(self._store, job.id)
         transitions = await self._store.list_transitions(job.id)
+        unapplied = await self._store.list_unapplied_webhooks(job.id)
         tasks = await self._store.list_tasks(job_id=job.id)
         runs = {task.id: await self._store.list_task_runs(task.id) for task in tasks}
         download = next((task for task in tasks if task.handler == "download"), None)
@@ -100,6 +109,7 @@ class DashboardPages:
             "params": present.pretty_json(job.params),
             "labels": job.labels, "callback_host": present.callback_host(job.callback_url),
             "transitions": transitions, "pretty_payload": present.pretty_payload,
+            "unapplied": unapplied,
             "tasks": tasks, "runs": runs, "dead": TaskState.DEAD,
             "video_src": f"/media/{self._links.token(job.id)}" if job.media_path else None,
             "download": download,
@@ -136,27 +146,40 @@ class DashboardPages:
             return RedirectResponse(target, status_code=303)
         return self._login_page(request, target)
 
-    async def login(self, request: Request) -> Response:
+    async def _login(self, request: Request) -> Response:
         form = await request.form()
         target = auth.safe_next(str(form.get("next") or "/"))
         if not self._settings.api_token:
             return self._login_page(request, target, status_code=503)
+        address = forwarded.client_address(request.scope, self._settings)
+        wait = self.login_limiter.retry_after(address)
+        if wait is not None:
+            logger.warning("dashboard: login refused, too many failures from %s", address,
+                           extra={"action": "dashboard_login_limited"})
+            response = self._login_page(
+                request, target, status_code=429,
+                error=f"Too many failed logins from your address. Try again in {wait} s.")
+            response.headers["Retry-After"] = str(wait)
+            return response
         if not auth.csrf_ok(request, form.get("csrf")):
             return self._login_page(request, target, status_code=403,
                                     error="The form expired (or cookies are off). Try again.")
         token = form.get("token")
         if not isinstance(token, str) or not auth.token_matches(self._settings, token):
-            logger.info("dashboard: a login failed", extra={"action": "dashboard_login"})
+            self.login_limiter.failed(address)
+            logger.info("dashboard: a login from %s failed", address,
+                        extra={"action": "dashboard_login"})
             return self._login_page(request, target, status_code=401,
                                     error="That is not the API token.")
-        auth.log_in(request, self._settings)
+        await auth.log_in(request, self._settings, self._store)
+        self.login_limiter.succeeded(address)
         logger.info("dashboard: logged in", extra={"action": "dashboard_login"})
         return RedirectResponse(target, status_code=303)
 
-    async def logout(self, request: Request) -> Response:
+    async def _logout(self, request: Request) -> Response:
         form = await request.form()
         if auth.csrf_ok(request, form.get("csrf")):
-            auth.log_out(request)
+            await auth.log_out(request, self._store)
         return RedirectResponse("/login", status_code=303)
 
     def _login_page(self, request: Request, target: str, *, status_code: int = 200,

@@ -1,7 +1,10 @@
 """The PixVerse contract and client.
 
 * :mod:`~service.pixverse.vocab`      models, qualities, durations, ratios, status codes
+* :mod:`~service.pixverse.validation` the validation policy (what is refused, on whose word)
+* :mod:`~service.pixverse.request`    the base of the typed requests (unknown fields kept)
 * :mod:`~service.pixverse.models`     typed requests, one per generation endpoint
+* :mod:`~service.pixverse.experimental` requests of the endpoints one weak source describes
 * :mod:`~service.pixverse.endpoints`  paths and result kinds
 * :mod:`~service.pixverse.errors`     ErrCodes and the exceptions for them
 * :mod:`~service.pixverse.envelope`   the ``{ErrCode, ErrMsg, Resp}`` envelope
@@ -32,6 +35,14 @@ from service.pixverse.errors import (
     UploadError,
     ValidationError,
 )
+from service.pixverse.experimental import (
+    Agent,
+    AudioVerification,
+    Avatar,
+    MusicMV,
+    TtsSpeakerCreate,
+    UsageDetail,
+)
 from service.pixverse.models import (
     REQUEST_TYPES,
     Extend,
@@ -53,6 +64,7 @@ from service.pixverse.models import (
     TextToVideo,
     Transition,
     Upscale,
+    VideoReference,
 )
 from service.pixverse.results import (
     Balance,
@@ -61,22 +73,26 @@ from service.pixverse.results import (
     Page,
     Submission,
     SwapMaskResult,
+    TtsSpeaker,
     UploadedImage,
     UploadedMedia,
+    UsagePage,
     VideoResult,
 )
 from service.pixverse.vocab import VideoStatus
 
 __all__ = [
     "ENDPOINTS", "GENERATION_KINDS", "REQUEST_TYPES",
-    "APIError", "AuthenticationError", "Balance", "ConcurrencyLimitError", "Endpoint", "Extend",
-    "Fusion", "FusionReference", "ImageResult", "ImageTemplate", "ImageToVideo",
+    "APIError", "Agent", "AudioVerification", "AuthenticationError", "Avatar", "Balance",
+    "ConcurrencyLimitError", "Endpoint", "Extend", "Fusion", "FusionReference", "ImageResult",
+    "ImageTemplate", "ImageToVideo",
     "InsufficientCreditsError", "InvalidRequest", "LipSync", "MalformedPayloadError", "Mask",
-    "Mimic", "ModerationError", "Modify", "MultiTransition", "MultiTransitionFrame",
+    "Mimic", "ModerationError", "Modify", "MultiTransition", "MultiTransitionFrame", "MusicMV",
     "NotFoundError", "OverloadedError", "Page", "PixVerseClient", "PixVerseError",
     "PixVerseRequest", "QuotaExceededError", "RateLimitedError", "Restyle", "SignatureError",
     "SoundEffect", "Submission", "Swap", "SwapMask", "SwapMaskResult", "TemplateVideo",
-    "TextToVideo", "Transition", "TransportError", "UnknownAPIError", "UploadError",
-    "UploadedImage", "UploadedMedia", "Upscale", "ValidationError", "VideoResult", "VideoStatus",
+    "TextToVideo", "Transition", "TransportError", "TtsSpeaker", "TtsSpeakerCreate",
+    "UnknownAPIError", "UploadError", "UploadedImage", "UploadedMedia", "Upscale", "UsageDetail",
+    "UsagePage", "ValidationError", "VideoReference", "VideoResult", "VideoStatus",
     "new_trace_id",
 ]

@@ -8,7 +8,14 @@
 
 Every request carries ``API-KEY`` and ``Ai-trace-id``. Generation calls take the trace id from
 the caller (pixhook persists it before the call so a retry reuses it); otherwise a fresh UUID4
-is made and returned on the :class:`Submission`.
+is made and returned on the :class:`Submission`. The base URL may be the host alone
+(``https://app-api.pixverse.ai``, as PixVerse's own client reads ``PIXVERSE_BASE_URL``) or end
+in ``/openapi/v2``.
+
+The experimental endpoints (one weak source each, see :mod:`service.pixverse.experimental`)
+have methods too: :meth:`avatar`, :meth:`agent`, :meth:`music_mv`, :meth:`verify_audio`,
+:meth:`tts_speakers_by_type`, :meth:`create_tts_speaker`, :meth:`delete_tts_speaker` and
+:meth:`usage_detail`.
 
 Retries: a POST is **never** re-sent by the client, because PixVerse deduplicates on the trace
 id and only the caller knows whether it persisted one. A failure raises an exception whose
@@ -19,16 +26,14 @@ safe to repeat and are retried a few times on transport errors, 5xx and 429.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import os
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
-from typing import IO, Any, Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
-from service.pixverse import envelope, models, results, vocab
+from service.pixverse import envelope, experimental, models, results, vocab
 from service.pixverse.endpoints import ENDPOINTS
 from service.pixverse.errors import (
     InvalidRequest,
@@ -36,6 +41,7 @@ from service.pixverse.errors import (
     RateLimitedError,
     TransportError,
 )
+from service.pixverse.uploads import Upload, UploadPart
 
 #: Connect fast, but allow PixVerse time to answer a generation call.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
@@ -48,7 +54,6 @@ GET_BACKOFF_SECONDS: Final = 0.5
 TRACE_HEADER: Final = "Ai-trace-id"
 KEY_HEADER: Final = "API-KEY"
 
-Upload = str | os.PathLike[str] | bytes | IO[bytes]
 R = TypeVar("R", bound=models.PixVerseRequest)
 
 
@@ -56,11 +61,21 @@ def new_trace_id() -> str:
     return str(uuid.uuid4())
 
 
+def api_base_url(url: str) -> str:
+    """The API's base: a URL with no path (the host alone, as PixVerse's own client takes it)
+    gets ``/openapi/v2`` appended; any other is used as given, without a trailing slash."""
+    url = url.strip().rstrip("/")
+    if httpx.URL(url).path in ("", "/"):
+        return url + vocab.API_PATH_PREFIX
+    return url
+
+
 class PixVerseClient:
     """Async client for PixVerse's platform API (``/openapi/v2``).
 
     :param api_key: the key from platform.pixverse.ai (or the simulator's).
-    :param base_url: ``https://app-api.pixverse.ai/openapi/v2`` by default.
+    :param base_url: ``https://app-api.pixverse.ai/openapi/v2`` by default; the host alone
+        (``https://app-api.pixverse.ai``) means the same.
     :param timeout: per-request timeout for JSON calls; uploads use ``upload_timeout``.
     :param transport: an httpx transport, for tests.
     :param get_retries: retries for GET calls on transport errors, 5xx and 429.
@@ -81,7 +96,7 @@ class PixVerseClient:
         self._upload_timeout = upload_timeout
         self._get_retries = get_retries
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=api_base_url(base_url),
             headers={KEY_HEADER: api_key, "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
@@ -177,6 +192,21 @@ class PixVerseClient:
                              trace_id: str | None = None) -> results.Submission:
         return await self.submit(_expect(request, models.ImageTemplate), trace_id=trace_id)
 
+    async def avatar(self, request: experimental.Avatar, *,
+                     trace_id: str | None = None) -> results.Submission:
+        """A talking avatar (experimental: one source)."""
+        return await self.submit(_expect(request, experimental.Avatar), trace_id=trace_id)
+
+    async def agent(self, request: experimental.Agent, *,
+                    trace_id: str | None = None) -> results.Submission:
+        """A video agent: viral recreation or real estate (experimental: one source)."""
+        return await self.submit(_expect(request, experimental.Agent), trace_id=trace_id)
+
+    async def music_mv(self, request: experimental.MusicMV, *,
+                       trace_id: str | None = None) -> results.Submission:
+        """A music video; verify its audio first (experimental: one source)."""
+        return await self.submit(_expect(request, experimental.MusicMV), trace_id=trace_id)
+
     async def swap_mask(self, request: models.SwapMask, *,
                         trace_id: str | None = None) -> results.SwapMaskResult:
         """Masks of a keyframe, answered at once (billable, so it takes a trace id too)."""
@@ -184,6 +214,46 @@ class PixVerseClient:
         resp = await self._send("POST", ENDPOINTS["swap_mask"].path, trace_id or new_trace_id(),
                                 json=request.to_payload())
         return results.SwapMaskResult.from_resp(resp or {})
+
+    # -- experimental: audio, voices, usage (one source each) ---------------------------------
+
+    async def verify_audio(self, audio_media_id: int | str, *,
+                           trace_id: str | None = None) -> Mapping[str, Any]:
+        """Clear an uploaded song for :meth:`music_mv`; PixVerse answers ``{}`` (or 500063)."""
+        request = experimental.AudioVerification(audio_media_id=audio_media_id)
+        resp = await self._post_info(request, trace_id)
+        return dict(resp) if isinstance(resp, Mapping) else {}
+
+    async def create_tts_speaker(self, name: str, audio_media_id: int | str, *,
+                                 trace_id: str | None = None) -> results.TtsSpeaker:
+        """A custom voice from an uploaded audio sample."""
+        request = experimental.TtsSpeakerCreate(name=name, audio_media_id=audio_media_id)
+        return results.TtsSpeaker.from_resp(await self._post_info(request, trace_id), name)
+
+    async def delete_tts_speaker(self, speaker_id: str, *, trace_id: str | None = None) -> None:
+        """Delete a custom voice. A DELETE changes state, so it is sent once, like a POST."""
+        if not speaker_id:
+            raise InvalidRequest("speaker_id", "is required", err_code=400011)
+        path = ENDPOINTS["delete_tts_speaker"].path.format(speaker_id=speaker_id)
+        await self._send("DELETE", path, trace_id or new_trace_id())
+
+    async def tts_speakers_by_type(self, speaker_type: str = "all", *, page_num: int = 1,
+                                   page_size: int = 20) -> results.Page:
+        """System and custom voices (``speaker_type`` system, custom or all): items
+        ``{"speaker_id", "name"}``, as the older :meth:`tts_speakers` list."""
+        resp = await self._get(ENDPOINTS["tts_speaker_list"].path, params={
+            "page_num": page_num, "page_size": page_size, "speaker_type": speaker_type})
+        return results.Page.from_resp(resp, "data")
+
+    async def usage_detail(self, request: experimental.UsageDetail | None = None, *,
+                           trace_id: str | None = None) -> results.UsagePage:
+        """Charges and refunds (a POST that changes nothing; still sent once)."""
+        request = _expect(request or experimental.UsageDetail(), experimental.UsageDetail)
+        return results.UsagePage.from_resp(await self._post_info(request, trace_id))
+
+    async def _post_info(self, request: models.PixVerseRequest, trace_id: str | None) -> Any:
+        return await self._send("POST", ENDPOINTS[request.endpoint].path,
+                                trace_id or new_trace_id(), json=request.to_payload())
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -278,7 +348,7 @@ class PixVerseClient:
         if source is None:
             return await self._send("POST", path, trace_id, data={url_field: url},
                                     timeout=self._upload_timeout)
-        with _UploadPart(source, filename, content_type, allowed, max_bytes, file_field) as part:
+        with UploadPart(source, filename, content_type, allowed, max_bytes, file_field) as part:
             return await self._send("POST", path, trace_id, files={file_field: part},
                                     timeout=self._upload_timeout)
 
@@ -324,47 +394,3 @@ def _positive_id(field: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidRequest(field, f"must be a positive integer, got {value!r}", err_code=400013)
     return value
-
-
-class _UploadPart:
-    """Context manager giving an httpx file tuple; opens (and closes) a path itself."""
-
-    def __init__(self, source: Upload, filename: str | None, content_type: str | None,
-                 allowed: frozenset[str], max_bytes: int, field: str) -> None:
-        self._handle: IO[bytes] | None = None
-        if isinstance(source, (bytes, bytearray)):
-            size: int | None = len(source)
-            body: bytes | IO[bytes] = bytes(source)
-            name = filename or "upload"
-        elif isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise InvalidRequest(field, f"{path} is not a readable file")
-            size = path.stat().st_size
-            self._handle = body = path.open("rb")
-            name = filename or path.name
-        else:
-            body = source
-            size = None
-            name = filename or Path(getattr(source, "name", "upload")).name
-        mime = content_type or mimetypes.guess_type(name)[0] or ""
-        if mime not in allowed:
-            self.close()
-            raise InvalidRequest(field, f"content type {mime or 'unknown'!r} of {name!r} is not "
-                                        "accepted", allowed=tuple(sorted(allowed)), err_code=500032)
-        if size is not None and size > max_bytes:
-            self.close()
-            raise InvalidRequest(field, f"{size} bytes is over the {max_bytes} byte limit",
-                                 err_code=500030)
-        self.part = (name, body, mime)
-
-    def __enter__(self) -> tuple[str, bytes | IO[bytes], str]:
-        return self.part
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None

@@ -1,11 +1,13 @@
-"""Where each PixVerse endpoint lives, and what it returns (REFERENCE.md section 3)."""
+"""Where each PixVerse endpoint lives, what it returns, and how sure we are it exists
+(REFERENCE.md sections 3 and 14)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Final, Literal
 
-from service.pixverse import models
+from service.pixverse import experimental, models
+from service.pixverse.request import Confidence
 
 ResultKind = Literal["video", "image", "upload", "info"]
 
@@ -13,19 +15,26 @@ ResultKind = Literal["video", "image", "upload", "info"]
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
     name: str
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str  # relative to the base URL, e.g. "/video/text/generate"
     result_kind: ResultKind
     request_type: type[models.PixVerseRequest] | None = None
+    #: REFERENCE.md's marker for the source the endpoint rests on.
+    confidence: Confidence = "official"
 
     @property
     def is_generation(self) -> bool:
         """Whether it starts an asynchronous job that ends with a status (and a webhook)."""
         return self.result_kind in ("video", "image")
 
+    @property
+    def experimental(self) -> bool:
+        """Resting on one weak source (its value rules run only in strict mode)."""
+        return self.confidence in ("one source", "third-party")
+
 
 def _post(cls: type[models.PixVerseRequest], path: str, kind: ResultKind = "video") -> Endpoint:
-    return Endpoint(cls.endpoint, "POST", path, kind, cls)
+    return Endpoint(cls.endpoint, "POST", path, kind, cls, cls.confidence)
 
 
 ENDPOINTS: Final[dict[str, Endpoint]] = {
@@ -53,8 +62,20 @@ ENDPOINTS: Final[dict[str, Endpoint]] = {
         Endpoint("upload_image", "POST", "/image/upload", "upload"),
         Endpoint("upload_media", "POST", "/media/upload", "upload"),
         Endpoint("account_balance", "GET", "/account/balance", "info"),
-        Endpoint("effects_template_list", "GET", "/video/effects/templates/list", "info"),
+        Endpoint("effects_template_list", "GET", "/video/effects/templates/list", "info",
+                 confidence="semi-official"),
         _post(models.Upscale, "/video/upscale/generate"),
+        # Rows 25-28 and §14: one source each (experimental).
+        _post(experimental.Avatar, "/video/avatar/generate"),
+        _post(experimental.Agent, "/video/agent/generate"),
+        _post(experimental.MusicMV, "/video/music_mv_agent/generate"),
+        _post(experimental.AudioVerification, "/audio/verification", "info"),
+        _post(experimental.TtsSpeakerCreate, "/video/tts_speaker", "info"),
+        Endpoint("tts_speaker_list", "GET", "/video/tts_speaker", "info",
+                 confidence="one source"),
+        Endpoint("delete_tts_speaker", "DELETE", "/video/tts_speaker/{speaker_id}", "info",
+                 confidence="one source"),
+        _post(experimental.UsageDetail, "/account/billing/usage-detail", "info"),
     )
 }
 

@@ -29,6 +29,7 @@ with the codes each class stands for::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
 from service.exceptions import ServiceError
@@ -48,6 +49,9 @@ class InvalidRequest(PixVerseError, ValueError):
 
     ``field`` names the offending field, ``allowed`` (when known) lists the accepted values, and
     ``err_code`` is the ErrCode PixVerse would answer with (the simulator reuses it).
+    A request with several bad fields raises one exception for all of them: ``errors`` holds
+    one :class:`InvalidRequest` per problem, and ``field``, ``reason``, ``allowed`` and
+    ``err_code`` are the first one's; the message lists them all.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class InvalidRequest(PixVerseError, ValueError):
         *,
         allowed: tuple[object, ...] | None = None,
         err_code: int = 400017,
+        errors: Sequence[InvalidRequest] = (),
     ) -> None:
         self.field = field
         self.allowed = allowed
@@ -65,7 +70,29 @@ class InvalidRequest(PixVerseError, ValueError):
         text = f"{field}: {message}"
         if allowed:
             text += f" (allowed: {', '.join(map(str, allowed))})"
+        #: Every problem found, in the order found (just this one for a single problem).
+        self.errors: tuple[InvalidRequest, ...] = tuple(errors) or (self,)
+        if len(self.errors) > 1:
+            text = "; ".join(str(problem) for problem in self.errors)
         super().__init__(text)
+
+    @classmethod
+    def combine(cls, problems: Sequence[InvalidRequest]) -> InvalidRequest:
+        """One exception for several problems (each may itself hold several)."""
+        flat = [inner for problem in problems for inner in problem.errors]
+        if not flat:
+            raise ValueError("no problems to combine")
+        if len(flat) == 1:
+            return flat[0]
+        first = flat[0]
+        return cls(first.field, first.reason, allowed=first.allowed, err_code=first.err_code,
+                   errors=flat)
+
+    def prefixed(self, prefix: str) -> InvalidRequest:
+        """The same problems with ``prefix`` before each field (``then[0].params.``)."""
+        return InvalidRequest.combine([
+            InvalidRequest(prefix + p.field, p.reason, allowed=p.allowed, err_code=p.err_code)
+            for p in self.errors])
 
 
 class SignatureError(PixVerseError):
@@ -173,7 +200,7 @@ _CODE_CLASSES: Final[dict[int, type[APIError]]] = {
     **{
         code: ValidationError
         for code in (400011, 400013, 400017, 400018, 400019, 400032, 500030, 500032, 500033,
-                     500042, 500070, 500071, 701002, 701003)
+                     500042, 500070, 500071, 701002, 701003, 701020)
     },
     500008: NotFoundError,
     500064: NotFoundError,
@@ -213,7 +240,9 @@ ERROR_MESSAGES: Final[dict[int, str]] = {
     500052: "the uploaded image failed moderation",
     500054: "image content is not compliant, use another image",
     500060: "monthly effect activation quota used up",
-    500063: "content failed moderation",
+    # PixVerse's own wording, as the semi-official kit recorded it (REFERENCE.md §14 asks the
+    # simulator for the moderation body as PixVerse sends it).
+    500063: "The input content does not comply with platform specifications, please re-enter",
     500064: "content has been deleted",
     500069: "system is under high load, try again later",
     500070: "template is not activated",
@@ -222,6 +251,9 @@ ERROR_MESSAGES: Final[dict[int, str]] = {
     500100: "internal server error",
     701002: "upload an image with a clear subject (person or animal)",
     701003: "the reference video must feature a person",
+    # Music-MV agent before /audio/verification [one source: the kit's recorded answer].
+    701020: "The audio content has not been verified. Please call the audio verification "
+            "interface first.",
 }
 
 

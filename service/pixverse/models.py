@@ -8,24 +8,24 @@
     ...
     service.pixverse.errors.InvalidRequest: duration: 10 s is not offered by v5 at 540p (allowed: 5, 8)
 
-A class's fields are the endpoint's fields: those without a default are required, ``one_of``
-lists groups where exactly one alternative must be given (``source_video_id`` or
-``video_media_id``...), and :meth:`check_rules` holds the endpoint's vocabulary rules.
-:meth:`PixVerseRequest.validate_payload` runs the same checks on a raw JSON object, which is
-how the simulator validates what it receives.
+The machinery (required fields, one-of groups, unknown fields kept in ``extra``) is in
+:mod:`service.pixverse.request`; each class here adds its endpoint's value rules in
+:meth:`check_rules`, each rule marked with the source it rests on (the policy, and what strict
+mode adds, is in :mod:`service.pixverse.validation`). :meth:`PixVerseRequest.validate_payload`
+runs the same checks on a raw JSON object, which is how the simulator validates what it
+receives. The experimental endpoints (one weak source each) are in
+:mod:`service.pixverse.experimental`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, TypedDict
+from typing import Any, ClassVar, TypedDict
 
-from service.pixverse import validation as check
-from service.pixverse import vocab
-from service.pixverse.errors import InvalidRequest
+from service.pixverse import experimental, vocab
+from service.pixverse.request import Confidence, PixVerseRequest
+from service.pixverse.validation import Problems, generation
 
 _VIDEO_SOURCE = (("source_video_id",), ("video_media_id",))
 
@@ -36,105 +36,18 @@ class FusionReference(TypedDict):
     ref_name: str
 
 
+class VideoReference(TypedDict, total=False):
+    """A video reference of fusion's omni mode [third-party: ComfyUI]."""
+
+    ref_name: str
+    video_media_id: int  # or source_video_id, exactly one
+    source_video_id: int
+
+
 class MultiTransitionFrame(TypedDict, total=False):
     img_id: int
     duration: int  # required on every frame but the last
     prompt: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PixVerseRequest:
-    """Base of the typed requests. Subclasses set ``endpoint`` and declare fields."""
-
-    #: Name of the endpoint in :data:`service.pixverse.endpoints.ENDPOINTS`.
-    endpoint: ClassVar[str]
-    #: Groups of alternatives: exactly one alternative of each group must be present.
-    one_of: ClassVar[tuple[tuple[tuple[str, ...], ...], ...]] = ()
-    #: Other spellings the server accepts for a field (older docs, other clients).
-    aliases: ClassVar[Mapping[str, str]] = {}
-    #: Required string fields that may legitimately be empty.
-    may_be_empty: ClassVar[frozenset[str]] = frozenset()
-
-    def __post_init__(self) -> None:
-        self.validate_payload(self.to_payload())
-
-    def to_payload(self) -> dict[str, Any]:
-        """The JSON body: absent optional fields are left out rather than sent as null."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None
-        }
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Self:
-        """Build from a plain dict (an API or CLI caller's params); unknown keys are errors."""
-        params = cls.normalise(params)
-        known = cls.field_types()
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise InvalidRequest(unknown[0], f"is not a field of {cls.endpoint}",
-                                 allowed=tuple(sorted(known)))
-        missing = [name for name in cls.required_fields() if name not in params]
-        if missing:
-            raise InvalidRequest(missing[0], "is required", err_code=check.MISSING)
-        for name, value in params.items():
-            check.check_type(name, value, known[name])
-        return cls(**params)
-
-    @classmethod
-    def normalise(cls, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Rename aliases to the preferred spelling and drop nulls."""
-        result: dict[str, Any] = {}
-        for key, value in payload.items():
-            if value is not None:
-                result.setdefault(cls.aliases.get(key, key), value)
-        return result
-
-    @classmethod
-    def validate_payload(cls, payload: Mapping[str, Any]) -> None:
-        """All checks on a JSON object; unknown fields are ignored, as PixVerse does."""
-        payload = cls.normalise(payload)
-        types_ = cls.field_types()
-        for name in cls.required_fields():
-            value = payload.get(name)
-            if name in cls.may_be_empty:
-                if value is None:
-                    raise InvalidRequest(name, "is required", err_code=check.MISSING)
-            else:
-                check.require(name, value)
-        for name, value in payload.items():
-            if name in types_:
-                check.check_type(name, value, types_[name])
-        for group in cls.one_of:
-            check.require_one_of(payload, group)
-        cls.check_rules(payload)
-
-    @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        """Vocabulary rules beyond presence and type; overridden per endpoint."""
-
-    @classmethod
-    @functools.cache
-    def field_types(cls) -> dict[str, Any]:
-        hints = typing.get_type_hints(cls)
-        return {f.name: _strip_none(hints[f.name]) for f in dataclasses.fields(cls)}
-
-    @classmethod
-    @functools.cache
-    def required_fields(cls) -> tuple[str, ...]:
-        return tuple(
-            f.name for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        )
-
-
-def _strip_none(tp: Any) -> Any:
-    args = typing.get_args(tp)
-    if type(None) in args:
-        rest = tuple(a for a in args if a is not type(None))
-        return rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
-    return tp
 
 
 # -- text, image and template video -----------------------------------------------------------
@@ -154,6 +67,7 @@ class _GenerationSwitches(PixVerseRequest):
     lip_sync_tts_content: str | None = None
     lip_sync_tts_speaker_id: str | None = None
 
+    # The older spec spells it lip_sync_switch (sources disagree: accept both).
     aliases: ClassVar[Mapping[str, str]] = {"lip_sync_switch": "lip_sync_tts_switch"}
 
 
@@ -172,9 +86,9 @@ class TextToVideo(_GenerationSwitches):
     generate_multi_clip_switch: bool | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.generation(payload, check_aspect_ratio=True)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.LONG_PROMPT_CHARS)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        generation(problems, payload, check_aspect_ratio=True)
+        problems.prompt(payload.get("prompt"))  # 5000 [official: newer spec]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -191,9 +105,9 @@ class ImageToVideo(_GenerationSwitches):
     generate_multi_clip_switch: bool | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.generation(payload)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.SHORT_PROMPT_CHARS)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        generation(problems, payload)
+        problems.prompt(payload.get("prompt"), disputed=True)  # V6 table 2048, ComfyUI 5000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -219,9 +133,9 @@ class TemplateVideo(PixVerseRequest):
     seed: int | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.quality(payload.get("quality"))
-        check.int_range("seed", payload.get("seed"), 0, vocab.SEED_MAX)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        problems.quality(payload.get("quality"))  # [official]
+        problems.int_range("seed", payload.get("seed"), 0, vocab.SEED_MAX)  # [official]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -229,6 +143,7 @@ class Transition(_GenerationSwitches):
     endpoint: ClassVar[str] = "transition"
     aliases: ClassVar[Mapping[str, str]] = {
         "lip_sync_switch": "lip_sync_tts_switch",
+        # tryAGI's hand-written spec spells them so; the kit accepts both
         "first_frame_img_id": "first_frame_img",
         "last_frame_img_id": "last_frame_img",
     }
@@ -241,9 +156,9 @@ class Transition(_GenerationSwitches):
     quality: str
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.generation(payload)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.SHORT_PROMPT_CHARS)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        generation(problems, payload)
+        problems.prompt(payload.get("prompt"), disputed=True)  # V6 table 2048, ComfyUI 5000
 
 
 # -- endpoints that work on an existing video ---------------------------------------------------
@@ -285,10 +200,15 @@ class Restyle(_FromVideo):
     seed: int | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.prompt_length("restyle_prompt", payload.get("restyle_prompt"),
-                            vocab.LONG_PROMPT_CHARS)
-        check.int_range("seed", payload.get("seed"), 0, vocab.SEED_MAX)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        problems.prompt_length("restyle_prompt", payload.get("restyle_prompt"),  # [official]
+                               vocab.LONG_PROMPT_CHARS)
+        problems.int_range("seed", payload.get("seed"), 0, vocab.SEED_MAX)  # [official]
+
+
+def _keyframe(problems: Problems, value: Any) -> None:
+    # [official] a frame index from 1; the upper bound is ours, so strict only
+    problems.int_range("keyframe_id", value, 1, 10_000 if problems.strict else None)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -300,8 +220,8 @@ class SwapMask(_FromVideo):
     keyframe_id: int | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.int_range("keyframe_id", payload.get("keyframe_id"), 1, 10_000)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        _keyframe(problems, payload.get("keyframe_id"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -314,14 +234,15 @@ class Swap(_FromVideo):
     quality: str
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.quality(payload.get("quality"), vocab.EDIT_QUALITIES)
-        check.int_range("keyframe_id", payload.get("keyframe_id"), 1, 10_000)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        problems.quality(payload.get("quality"), vocab.EDIT_QUALITIES)  # [official]
+        _keyframe(problems, payload.get("keyframe_id"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SoundEffect(_FromVideo):
     endpoint: ClassVar[str] = "sound_effect"
+    # The kit names it prompt, the official spec sound_effect_content (sources disagree).
     aliases: ClassVar[Mapping[str, str]] = {"prompt": "sound_effect_content"}
 
     original_sound_switch: bool | None = None
@@ -337,7 +258,8 @@ class Extend(_FromVideo):
     model: str
     duration: int
     quality: str
-    seed: int
+    #: Optional per the official V6 table (the older spec required it: strict mode does).
+    seed: int | None = None
     negative_prompt: str | None = None
     motion_mode: str | None = None
     style: str | None = None
@@ -345,9 +267,11 @@ class Extend(_FromVideo):
     generate_audio_switch: bool | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.generation(payload, models=vocab.EXTEND_MODELS)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.SHORT_PROMPT_CHARS)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        if problems.strict:  # strict only: the older spec's "required" (§14)
+            problems.require("seed", payload.get("seed"))
+        generation(problems, payload, models=vocab.EXTEND_MODELS)  # [official] model list
+        problems.prompt(payload.get("prompt"), disputed=True)  # V6 table 2048, ComfyUI 5000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -358,8 +282,11 @@ class Mimic(_FromVideo):
     quality: str
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.quality(payload.get("quality"), vocab.EDIT_QUALITIES)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        # The how-to says no 1080p, the spec's description lists it (both official: they
+        # disagree, so only strict mode stops at 720p).
+        allowed = vocab.EDIT_QUALITIES if problems.strict else vocab.QUALITIES
+        problems.quality(payload.get("quality"), allowed)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -374,18 +301,22 @@ class Modify(_FromVideo):
     mask_urls: list[str] | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.quality(payload.get("quality"), vocab.EDIT_QUALITIES)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.LONG_PROMPT_CHARS)
-        for field in ("img_ids", "mask_ids", "mask_urls"):
-            check.max_items(field, payload.get(field), 1, 3)
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        problems.quality(payload.get("quality"), vocab.EDIT_QUALITIES)  # [official CN]
+        problems.prompt(payload.get("prompt"))  # 5000 [official CN]
+        for field in ("img_ids", "mask_ids"):  # at most 3 [official CN]
+            problems.max_items(field, payload.get(field), 1, 3)
+        if problems.strict:  # mask_urls [one source: the kit]
+            problems.max_items("mask_urls", payload.get("mask_urls"), 1, 3)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Upscale(_FromVideo):
-    """Semi-official endpoint (REFERENCE.md row 24); only the video source is known."""
+    """Semi-official endpoint (REFERENCE.md row 24; the official webhook page lists it); only
+    the video source is known."""
 
     endpoint: ClassVar[str] = "upscale"
+    confidence: ClassVar[Confidence] = "semi-official"
 
 
 # -- multi-image generation ---------------------------------------------------------------------
@@ -393,37 +324,86 @@ class Upscale(_FromVideo):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Fusion(PixVerseRequest):
-    """Reference-to-video: name each image in the prompt as ``@ref_name`` followed by a space."""
+    """Reference-to-video: name each image in the prompt as ``@ref_name`` followed by a space.
+
+    ``reference_mode: "omni"`` is V6's omni mode [third-party, maintained: ComfyUI;
+    experimental]: ``video_references`` instead of (or with) images, ``duration: 0`` and
+    ``aspect_ratio: "auto"`` (PixVerse picks), and no ``image_references`` needed.
+    """
 
     endpoint: ClassVar[str] = "fusion"
 
-    image_references: list[FusionReference]
     prompt: str
     model: str
     duration: int
     quality: str
     aspect_ratio: str
+    #: Required outside omni mode [official].
+    image_references: list[FusionReference] | None = None
     seed: int | None = None
     negative_prompt: str | None = None
     generate_audio_switch: bool | None = None
+    reference_mode: str | None = None
+    video_references: list[VideoReference] | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.generation(payload, models=vocab.FUSION_MODELS, check_aspect_ratio=True)
-        check.prompt_length("prompt", payload.get("prompt"), vocab.LONG_PROMPT_CHARS)
-        references = payload["image_references"]
-        check.max_items("image_references", references, 1,
-                        vocab.max_fusion_references(payload["model"]))
-        names: set[str] = set()
-        for i, ref in enumerate(references):
-            where = f"image_references[{i}]"
-            for key, tp in (("type", str), ("img_id", int), ("ref_name", str)):
-                check.require(f"{where}.{key}", ref.get(key))
-                check.check_type(f"{where}.{key}", ref[key], tp)
-            check.choice(f"{where}.type", ref["type"], vocab.FUSION_REFERENCE_TYPES)
-            if ref["ref_name"] in names:
-                raise InvalidRequest(f"{where}.ref_name", f"{ref['ref_name']!r} is used twice")
-            names.add(ref["ref_name"])
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        omni = payload.get("reference_mode") == vocab.OMNI_REFERENCE_MODE
+        if problems.strict:  # "omni" is the one mode any source names
+            problems.choice("reference_mode", payload.get("reference_mode"),
+                            (vocab.OMNI_REFERENCE_MODE,))
+        generation(problems, payload, models=vocab.FUSION_MODELS, check_aspect_ratio=True,
+                   extra_durations=(0,) if omni else (),
+                   extra_aspect_ratios=("auto",) if omni else ())
+        problems.prompt(payload.get("prompt"))  # 5000 [official CN]
+        references = payload.get("image_references")
+        if not omni:
+            problems.require("image_references", references)  # [official]
+        model = payload.get("model")
+        if omni:  # up to 10 [third-party], so strict only
+            if problems.strict:
+                problems.max_items("image_references", references, 1, vocab.OMNI_MAX_REFERENCES)
+        elif isinstance(model, str) and model in vocab.FUSION_MODELS:
+            # 3 for v4.5/v5, 7 for later models [official CN + semi-official]
+            problems.max_items("image_references", references, 1,
+                               vocab.max_fusion_references(model))
+        _image_references(problems, references or [])
+        videos = payload.get("video_references")
+        if videos is not None and not omni and problems.strict:
+            problems.add("video_references", 'needs reference_mode "omni"')
+        _video_references(problems, videos or [])
+
+
+def _image_references(problems: Problems, references: list[Any]) -> None:
+    names: set[str] = set()
+    for i, ref in enumerate(references):
+        where = f"image_references[{i}]"
+        if not problems.check_type(where, ref, dict):
+            continue
+        for key, tp in (("type", str), ("img_id", int), ("ref_name", str)):  # all [official EN]
+            if problems.require(f"{where}.{key}", ref.get(key)):
+                problems.check_type(f"{where}.{key}", ref[key], tp)
+        problems.choice(f"{where}.type", ref.get("type"), vocab.FUSION_REFERENCE_TYPES)
+        name = ref.get("ref_name")
+        if problems.strict and name in names:  # unique names [semi-official: MCP]
+            problems.add(f"{where}.ref_name", f"{name!r} is used twice")
+        if isinstance(name, str):
+            names.add(name)
+
+
+def _video_references(problems: Problems, references: list[Any]) -> None:
+    # The item shape [third-party: ComfyUI]: a name and exactly one video id.
+    for i, ref in enumerate(references):
+        where = f"video_references[{i}]"
+        if not problems.check_type(where, ref, dict):
+            continue
+        if problems.require(f"{where}.ref_name", ref.get("ref_name")):
+            problems.check_type(f"{where}.ref_name", ref["ref_name"], str)
+        problems.require_one_of(ref, [("video_media_id",), ("source_video_id",)],
+                                where=f"{where}.")
+        for key in ("video_media_id", "source_video_id"):
+            if ref.get(key) is not None:
+                problems.check_type(f"{where}.{key}", ref[key], int)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -436,25 +416,32 @@ class MultiTransition(PixVerseRequest):
     motion_mode: str | None = None
 
     @classmethod
-    def check_rules(cls, payload: Mapping[str, Any]) -> None:
-        check.choice("model", payload["model"], vocab.MULTI_TRANSITION_MODELS)
-        check.quality(payload["quality"])
-        check.choice("motion_mode", payload.get("motion_mode"), vocab.MOTION_MODES)
-        frames = payload["multi_transition"]
-        check.max_items("multi_transition", frames, 2, 7)
-        total = 0
+    def check_rules(cls, payload: Mapping[str, Any], problems: Problems) -> None:
+        # All [official]: the model list, 2-7 frames, a duration on all but the last, 1-30 s.
+        problems.choice("model", payload.get("model"), vocab.MULTI_TRANSITION_MODELS)
+        problems.quality(payload.get("quality"))
+        problems.choice("motion_mode", payload.get("motion_mode"), vocab.MOTION_MODES)
+        frames = payload.get("multi_transition") or []
+        problems.max_items("multi_transition", frames, 2, 7)
+        total, durations_ok = 0, True
         for i, frame in enumerate(frames):
             where = f"multi_transition[{i}]"
-            check.require(f"{where}.img_id", frame.get("img_id"))
-            check.check_type(f"{where}.img_id", frame["img_id"], int)
+            if not problems.check_type(where, frame, dict):
+                continue
+            if problems.require(f"{where}.img_id", frame.get("img_id")):
+                problems.check_type(f"{where}.img_id", frame["img_id"], int)
+            duration = frame.get("duration")
             if i < len(frames) - 1:
-                check.require(f"{where}.duration", frame.get("duration"))
-            if frame.get("duration") is not None:
-                check.check_type(f"{where}.duration", frame["duration"], int)
-                total += frame["duration"]
+                durations_ok &= problems.require(f"{where}.duration", duration)
+            if duration is not None:
+                if problems.check_type(f"{where}.duration", duration, int):
+                    total += duration
+                else:
+                    durations_ok = False
             if frame.get("prompt") is not None:
-                check.check_type(f"{where}.prompt", frame["prompt"], str)
-        check.int_range("multi_transition (total duration)", total, 1, 30)
+                problems.check_type(f"{where}.prompt", frame["prompt"], str)
+        if frames and durations_ok:
+            problems.int_range("multi_transition (total duration)", total, 1, 30)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -473,6 +460,7 @@ REQUEST_TYPES: dict[str, type[PixVerseRequest]] = {
     for cls in (
         TextToVideo, ImageToVideo, TemplateVideo, Transition, LipSync, Fusion, MultiTransition,
         Restyle, SwapMask, Swap, SoundEffect, Extend, Mimic, Modify, ImageTemplate, Upscale,
+        experimental.Avatar, experimental.Agent, experimental.MusicMV,
     )
 }
 
@@ -484,5 +472,12 @@ def takes_video_input(kind: str) -> bool:
     """Whether a kind works on an existing PixVerse video (``source_video_id``): such kinds
     can follow another step in a chain (extend, sound effect, lip sync, restyle, upscale...)."""
     request_type = REQUEST_TYPES.get(kind)
-    return request_type is not None and VIDEO_INPUT_FIELD in {
-        field.name for field in dataclasses.fields(request_type)}
+    return request_type is not None and VIDEO_INPUT_FIELD in request_type.field_types()
+
+
+__all__ = [
+    "REQUEST_TYPES", "VIDEO_INPUT_FIELD", "Extend", "Fusion", "FusionReference", "ImageTemplate",
+    "ImageToVideo", "LipSync", "Mimic", "Modify", "MultiTransition", "MultiTransitionFrame",
+    "PixVerseRequest", "Restyle", "SoundEffect", "Swap", "SwapMask", "TemplateVideo",
+    "TextToVideo", "Transition", "Upscale", "VideoReference", "takes_video_input",
+]

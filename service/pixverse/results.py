@@ -16,6 +16,14 @@ def _int(value: Any) -> int | None:
     return int(value)
 
 
+def _optional_int(value: Any) -> int | None:
+    """An informative number PixVerse may send or not, in any shape: never an error."""
+    try:
+        return _int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Submission:
     """What a generation call returns: the job's id, the price if echoed, and the trace id."""
@@ -36,9 +44,11 @@ class Submission:
 
     @classmethod
     def from_resp(cls, resp: Mapping[str, Any], trace_id: str) -> Submission:
-        credits = resp.get("credits", resp.get("credit"))  # mimic says "credit"
+        # Optional on every create answer (§14); mimic says "credit".
+        credits = resp.get("credits", resp.get("credit"))
         return cls(trace_id=trace_id, video_id=_int(resp.get("video_id")),
-                   image_id=_int(resp.get("image_id")), credits=_int(credits), raw=dict(resp))
+                   image_id=_int(resp.get("image_id")), credits=_optional_int(credits),
+                   raw=dict(resp))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +109,15 @@ class UploadedMedia:
     media_id: int
     media_type: str  # "video" or "audio"
     url: str
+    #: Pixel size of an uploaded video, when PixVerse says (ComfyUI models it; optional).
+    width: int | None = None
+    height: int | None = None
 
     @classmethod
     def from_resp(cls, resp: Mapping[str, Any]) -> UploadedMedia:
         return cls(media_id=int(resp["media_id"]), media_type=resp.get("media_type") or "",
-                   url=resp.get("url") or "")
+                   url=resp.get("url") or "", width=_optional_int(resp.get("width")),
+                   height=_optional_int(resp.get("height")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,3 +178,36 @@ class Page:
             return cls(total=None, items=(), raw={})
         items = resp.get(items_key) or ()
         return cls(total=_int(resp.get("total")), items=tuple(items), raw=dict(resp))
+
+
+@dataclasses.dataclass(frozen=True)
+class TtsSpeaker:
+    """A custom TTS voice (``POST /video/tts_speaker``; experimental)."""
+
+    speaker_id: str
+    name: str
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_resp(cls, resp: Any, name: str) -> TtsSpeaker:
+        data = resp if isinstance(resp, Mapping) else {}
+        return cls(speaker_id=str(data.get("speaker_id") or ""), name=data.get("name") or name,
+                   raw=dict(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class UsagePage:
+    """``POST /account/billing/usage-detail`` (experimental): the item shape is unpublished,
+    so items stay dicts; pass ``next_cursor`` back while ``has_more``."""
+
+    items: tuple[Mapping[str, Any], ...]
+    next_cursor: str
+    has_more: bool
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_resp(cls, resp: Any) -> UsagePage:
+        data = resp if isinstance(resp, Mapping) else {}
+        return cls(items=tuple(data.get("items") or ()),
+                   next_cursor=str(data.get("next_cursor") or ""),
+                   has_more=data.get("has_more") is True, raw=dict(data))

@@ -5,14 +5,23 @@
 sorted, values query-escaped (space as ``+``). Values are rendered the way Go prints them:
 booleans lower-case, numbers in plain decimal, strings raw.
 
-Undocumented corners and our choices (configurable by passing ``sort_keys=False``):
-``null`` renders as the empty string; nested objects and arrays are refused, since PixVerse's
-documented payload has none and no rendering for them is known.
+Undocumented corners (REFERENCE.md section 14, "signature corners"). The canonical form
+renders ``null`` as the empty string and a whole float (``10.0``) as Go does (``10``), with
+keys sorted. :func:`verify` tries that form first; only if it fails does it try the other
+plausible spellings, one HMAC and one constant-time compare each: ``null`` as ``null``, whole
+floats as ``10.0``, and keys in the body's own order. Nested objects and arrays are refused,
+since PixVerse's documented payload has none and no rendering for them is known. A lone UTF-16
+surrogate in a string (``"\\ud800"``) is signed as U+FFFD, as Go's JSON decoder reads it.
+
+Unauthenticated input never raises anything but :class:`SignatureError` or
+:class:`MalformedPayloadError`: a timestamp of 400 digits, a body nested 20,000 deep or a lone
+surrogate are refused like any other junk (the receiver answers 401 or 400, never 500).
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import hashlib
 import hmac
 import json
@@ -21,7 +30,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote_plus
@@ -36,11 +45,14 @@ TRACE_HEADER: Final = "Ai-Trace-Id"
 NONCE_ALPHABET: Final = string.ascii_letters + string.digits
 NONCE_LENGTH: Final = 32
 DEFAULT_TOLERANCE_SECONDS: Final = 300
+#: Most digits a ``Webhook-Timestamp`` may have: Unix seconds need 10 until the year 2286; a
+#: longer one would overflow the float comparison with the clock.
+TIMESTAMP_MAX_DIGITS: Final = 18
 
 
-def _render(key: str, value: Any) -> str:
+def _render(key: str, value: Any, null_as: str = "", point_on_whole: bool = False) -> str:
     if value is None:
-        return ""
+        return null_as
     if value is True:
         return "true"
     if value is False:
@@ -55,7 +67,11 @@ def _render(key: str, value: Any) -> str:
         # Go's strconv.FormatFloat(v, 'f', -1, 64): shortest round-trip, no exponent; 10.0 -> "10".
         text = repr(value)
         if "e" in text or "E" in text:
-            text = format(value, "f")
+            # Positional digits of the shortest repr: format(value, "f") would pad to six
+            # decimals (1e20 -> "...000.000000") or round them away (1.5e-07 -> "0.000000").
+            text = format(decimal.Decimal(text), "f")
+        if point_on_whole:
+            return text if "." in text else f"{text}.0"
         return text[:-2] if text.endswith(".0") else text
     raise MalformedPayloadError(
         f"field {key!r} is nested; PixVerse signatures cover flat payloads only"
@@ -75,18 +91,51 @@ _ASCII_ESCAPES: Final = {
 }
 
 
+#: UTF-16 surrogates: JSON can spell a lone one (``"\\ud800"``), UTF-8 cannot encode it.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _escape(text: str) -> str:
     if _UNRESERVED.fullmatch(text):
         return text
     if text.isascii():
         return text.translate(_ASCII_ESCAPES)
-    return quote_plus(text, safe="")
+    try:
+        return quote_plus(text, safe="")
+    except UnicodeEncodeError:  # a lone surrogate: Go's JSON decoder reads it as U+FFFD
+        return quote_plus(_SURROGATE.sub("\ufffd", text), safe="")
 
 
-def canonical_query(payload: Mapping[str, Any], *, sort_keys: bool = True) -> str:
-    """The url-encoded string PixVerse signs for a payload."""
+def canonical_query(payload: Mapping[str, Any], *, sort_keys: bool = True, null_as: str = "",
+                    point_on_whole: bool = False) -> str:
+    """The url-encoded string PixVerse signs for a payload.
+
+    The defaults give the canonical form; ``sort_keys=False`` keeps the payload's order,
+    ``null_as`` spells ``null`` and ``point_on_whole`` writes whole floats as ``10.0``.
+    """
     keys: Iterable[str] = sorted(payload) if sort_keys else payload
-    return "&".join([f"{_escape(key)}={_escape(_render(key, payload[key]))}" for key in keys])
+    return "&".join([
+        f"{_escape(key)}={_escape(_render(key, payload[key], null_as, point_on_whole))}"
+        for key in keys
+    ])
+
+
+def _other_forms(payload: Mapping[str, Any], canonical: str) -> Iterator[str]:
+    """Every other plausible signed form of ``payload``, each once, and none equal to
+    ``canonical``; only the corners the payload has are varied (most payloads have none)."""
+    values = payload.values()
+    nulls = ("", "null") if any(value is None for value in values) else ("",)
+    points = (False, True) if any(isinstance(value, float) and value.is_integer()
+                                  for value in values) else (False,)
+    seen = {canonical}
+    for sort_keys in (True, False):
+        for null_as in nulls:
+            for point_on_whole in points:
+                form = canonical_query(payload, sort_keys=sort_keys, null_as=null_as,
+                                       point_on_whole=point_on_whole)
+                if form not in seen:
+                    seen.add(form)
+                    yield form
 
 
 def compute_signature(secret: str | bytes, timestamp: str, nonce: str, canonical: str) -> str:
@@ -105,15 +154,19 @@ def sign_headers(
     *,
     timestamp: int | None = None,
     nonce: str | None = None,
+    null_as: str = "",
+    point_on_whole: bool = False,
 ) -> dict[str, str]:
-    """The three signature headers for a JSON body, as PixVerse sends them."""
+    """The three signature headers for a JSON body, as PixVerse sends them (``null_as`` and
+    ``point_on_whole`` sign one of the other spellings :func:`verify` accepts)."""
     payload = _load_flat_object(body)
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = new_nonce() if nonce is None else nonce
+    canonical = canonical_query(payload, null_as=null_as, point_on_whole=point_on_whole)
     return {
         TIMESTAMP_HEADER: ts,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: compute_signature(secret, ts, nonce, canonical_query(payload)),
+        SIGNATURE_HEADER: compute_signature(secret, ts, nonce, canonical),
     }
 
 
@@ -144,10 +197,13 @@ def verify(
     timestamp_text = _header(headers, TIMESTAMP_HEADER)
     nonce = _header(headers, NONCE_HEADER)
     signature = _header(headers, SIGNATURE_HEADER)
-    try:
-        timestamp = int(timestamp_text)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer") from None
+    # ASCII digits only (int() would also take "+1", "1_0" and other scripts' digits), and few
+    # enough that the comparison with the clock cannot overflow.
+    if not (timestamp_text.isascii() and timestamp_text.isdigit()):
+        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer")
+    if len(timestamp_text) > TIMESTAMP_MAX_DIGITS:
+        raise SignatureError(f"{TIMESTAMP_HEADER} has more than {TIMESTAMP_MAX_DIGITS} digits")
+    timestamp = int(timestamp_text)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise StaleTimestampError(
@@ -156,15 +212,14 @@ def verify(
     payload = _load_flat_object(body)
     expected = signature.encode()
     secrets_ = list(secrets_)
-    # Sorted keys (what PixVerse sends) first, so the usual webhook costs one canonical form and
-    # one HMAC per secret; insertion order only when that fails and spells a different string.
-    sorted_form = canonical_query(payload)
-    if _signed_by_any(secrets_, timestamp_text, nonce, sorted_form, expected):
+    # The canonical form (what PixVerse sends) first, so the usual webhook costs one canonical
+    # form and one HMAC per secret; the other spellings only when that fails.
+    canonical = canonical_query(payload)
+    if _signed_by_any(secrets_, timestamp_text, nonce, canonical, expected):
         return VerifiedWebhook(payload=payload, timestamp=timestamp, nonce=nonce)
-    unsorted_form = canonical_query(payload, sort_keys=False)
-    if unsorted_form != sorted_form and _signed_by_any(secrets_, timestamp_text, nonce,
-                                                       unsorted_form, expected):
-        return VerifiedWebhook(payload=payload, timestamp=timestamp, nonce=nonce)
+    for form in _other_forms(payload, canonical):
+        if _signed_by_any(secrets_, timestamp_text, nonce, form, expected):
+            return VerifiedWebhook(payload=payload, timestamp=timestamp, nonce=nonce)
     raise SignatureError("signature does not match")
 
 
@@ -193,6 +248,8 @@ def _load_flat_object(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedPayloadError("body is not JSON") from None
+    except RecursionError:  # nested deeper than the decoder goes; a flat object never is
+        raise MalformedPayloadError("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body is not a JSON object")
     return payload

@@ -7,21 +7,20 @@ pre-submit moderation (500063) -> concurrency (500044) -> price and charge (5000
 Only successes are cached, so a retry after 500044/500090 with the same trace id is tried
 afresh.
 
-Referenced ids must belong to the calling key (PixVerse ids are per account):
-* images (``img_id``, ``img_ids``, frames, fusion and multi-transition items): 400032;
-* ``source_video_id``: unknown or another key's -> 500008; known but not succeeded (still
-  generating, failed, moderated or deleted) -> 400017;
-* ``video_media_id`` / ``audio_media_id``: not uploaded -> 500008; wrong media type -> 400017;
-* ``mask_id`` / ``mask_ids``: not issued by ``/video/mask/selection`` to this key -> 500008;
-* ``restyle_id`` and ``lip_sync_tts_speaker_id`` must be in the served lists -> 400017.
-Uploads live in :mod:`service.simulator.uploads`.
+Validation is :mod:`service.pixverse.validation`'s, as PixVerse is known to accept
+(``config.strict_validation`` adds the older rules); fields the simulator does not know are
+ignored, as PixVerse ignores them, and the body is kept as received for ``/_sim/jobs/{id}``.
+Referenced ids are resolved by :mod:`service.simulator.references`; a music video's audio must
+have passed ``/audio/verification`` first (701020). Uploads live in
+:mod:`service.simulator.uploads`; audio verification and custom voices in
+:mod:`service.simulator.voices`; usage detail in :mod:`service.simulator.usage`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from starlette.requests import Request
@@ -32,9 +31,17 @@ from service.pixverse.endpoints import ENDPOINTS
 from service.pixverse.errors import InvalidRequest
 from service.pixverse.models import REQUEST_TYPES
 from service.pixverse.vocab import LEGACY_ASPECT_RATIOS
-from service.simulator import catalog, media, pricing, records
-from service.simulator.calls import Caller, Reject, api_endpoint, ok, read_json_object
-from service.simulator.state import SUCCEEDED, Job, SimulatorState, Upload, texts_of
+from service.simulator import catalog, media, pricing, records, usage, voices
+from service.simulator.calls import (
+    Caller,
+    Reject,
+    api_endpoint,
+    int_param,
+    ok,
+    read_json_object,
+)
+from service.simulator.references import Sources, as_id, check_references
+from service.simulator.state import Job, SimulatorState, texts_of
 
 #: Create responses that echo the price, and under which key (REFERENCE.md 3 and 5).
 CREDIT_ECHO: Final = {
@@ -42,21 +49,9 @@ CREDIT_ECHO: Final = {
 }
 #: Endpoints whose result keeps the source video's soundtrack.
 _KEEPS_SOURCE_AUDIO: Final = frozenset({"restyle", "swap", "modify", "upscale"})
-
-
-@dataclasses.dataclass
-class Sources:
-    """What a request's references resolved to."""
-
-    video_job: Job | None = None
-    video_upload: Upload | None = None
-    audio_upload: Upload | None = None
-
-    @property
-    def seconds(self) -> int:
-        if self.video_job is not None:
-            return self.video_job.duration
-        return pricing.DEFAULT_SOURCE_SECONDS
+#: Endpoints whose result speaks or sings: it has audio.
+_MAKES_AUDIO: Final = frozenset({"lip_sync", "sound_effect", "avatar", "music_mv"})
+_QUALITY = re.compile(r"^\d{3,4}p$")
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -81,11 +76,15 @@ def generation_endpoint(name: str) -> Callable[[Request], Any]:
             kind = "template_video"
         request_type = REQUEST_TYPES[kind]
         try:
-            request_type.validate_payload(body)
+            request_type.validate_payload(body, strict=state.config.strict_validation)
         except InvalidRequest as exc:
             raise Reject(exc.err_code, str(exc)) from exc
-        payload = request_type.normalise(body)
+        # The known fields only: the rest PixVerse ignores (the job keeps the body as sent).
+        payload = {k: v for k, v in request_type.normalise(body).items()
+                   if k in request_type.field_types()}
         sources = check_references(state, caller.api_key, payload)
+        if kind == "music_mv" and as_id(payload["audio_media_id"]) not in state.verified_audio:
+            raise Reject(701020, "call /audio/verification with this audio_media_id first")
         texts = texts_of(payload)
         blocked = _first_word(texts, state.config.blocked_words)
         if blocked is not None:
@@ -106,8 +105,8 @@ def generation_endpoint(name: str) -> Callable[[Request], Any]:
             answer = ok(swap_mask_result(state, caller, payload, credits))
         else:
             job = new_job(state, caller, kind, payload, sources, credits, charged,
-                          texts=texts)
-            answer = ok(create_result(job))
+                          texts=texts, body=body)
+            answer = ok(create_result(job, always_credits=state.config.credits_on_every_create))
         state.remember_answer(caller.api_key, caller.trace_id, answer)
         return JSONResponse(answer)
 
@@ -117,23 +116,29 @@ def generation_endpoint(name: str) -> Callable[[Request], Any]:
 
 def new_job(state: SimulatorState, caller: Caller, kind: str, payload: dict[str, Any],
             sources: Sources, credits: int, charged: tuple[int, int], *,
-            texts: list[str]) -> Job:
+            texts: list[str], body: Mapping[str, Any] | None = None) -> Job:
     """Build and register the job for an accepted, charged submission."""
     source = sources.video_job
+    duration = payload.get("duration")
     if kind == "multi_transition":
         duration = sum(int(f.get("duration") or 0) for f in payload["multi_transition"])
-    elif "duration" in payload and kind != "template_video":
-        duration = int(payload["duration"])
     elif kind == "template_video":
         duration = 5
-    else:
-        duration = sources.seconds
+    elif not isinstance(duration, int) or duration <= 0:
+        duration = sources.seconds  # from the source, or fusion omni's 0: "PixVerse picks"
     has_audio = (
-        kind in ("lip_sync", "sound_effect")
+        kind in _MAKES_AUDIO
         or any(payload.get(f) is True for f in ("generate_audio_switch", "sound_effect_switch",
                                                   "lip_sync_tts_switch"))
         or (kind in _KEEPS_SOURCE_AUDIO and source is not None and source.has_audio)
     )
+    quality = payload.get("quality")
+    if not (isinstance(quality, str) and _QUALITY.match(quality)):
+        quality = source.quality if source else "540p"
+    callback = (body or {}).get("callback_url")
+    if not (state.config.honour_request_callback_url and isinstance(callback, str)
+            and callback.startswith(("http://", "https://"))):
+        callback = None
     now = state.clock()
     seed = payload.get("seed")
     return_kind: Literal["video", "image"] = "image" if kind == "image_template" else "video"
@@ -153,23 +158,29 @@ def new_job(state: SimulatorState, caller: Caller, kind: str, payload: dict[str,
         created_mono=now,
         planned_status=state.plan_outcome(texts),
         duration=duration,
-        quality=str(payload.get("quality") or (source.quality if source else "540p")),
+        quality=quality,
         aspect_ratio=str(payload.get("aspect_ratio")
                          or (source.aspect_ratio if source else LEGACY_ASPECT_RATIOS[0])),
         has_audio=has_audio,
         seed=seed if isinstance(seed, int) else state.next_seed(),
+        body=dict(body or payload),
+        callback_url=callback,
     )
     state.add_job(job)
     return job
 
 
-def create_result(job: Job) -> dict[str, Any]:
-    """The ``Resp`` of a create call."""
+def create_result(job: Job, *, always_credits: bool = False) -> dict[str, Any]:
+    """The ``Resp`` of a create call: the price where the docs show it, or everywhere with
+    ``always_credits``."""
     if job.result_kind == "image":
         return {"image_id": job.id, "credits": job.credits}
     resp: dict[str, Any] = {"video_id": job.id}
-    if (echo := CREDIT_ECHO.get(job.kind)) is not None:
+    echo = CREDIT_ECHO.get(job.kind, "credits" if always_credits else None)
+    if echo is not None:
         resp[echo] = job.credits
+    if always_credits:
+        resp["credits"] = job.credits
     return resp
 
 
@@ -189,70 +200,6 @@ def swap_mask_result(state: SimulatorState, caller: Caller, payload: Mapping[str
         "credits": credits,
         "mask_info": masks,
     }
-
-
-# -- references ------------------------------------------------------------------------------
-
-
-def check_references(state: SimulatorState, api_key: str, payload: Mapping[str, Any]) -> Sources:
-    """Resolve every id the request points at, or reject it (see the module docstring)."""
-    for field, value in image_references(payload):
-        upload = state.uploads.get(value) if isinstance(value, int) else None
-        if upload is None or upload.api_key != api_key or upload.media_type != "image":
-            raise Reject(400032, f"{field}: {value} is not an uploaded image")
-    sources = Sources()
-    if (video_id := payload.get("source_video_id")) is not None:
-        job = state.jobs.get(video_id)
-        if job is None or job.api_key != api_key or job.result_kind != "video":
-            raise Reject(500008, f"source_video_id: no video {video_id}")
-        if job.status != SUCCEEDED:
-            raise Reject(400017, f"source_video_id: video {video_id} has status {job.status}, "
-                                 "not 1 (succeeded)")
-        sources.video_job = job
-    for field, media_type in (("video_media_id", "video"), ("audio_media_id", "audio")):
-        if (media_id := payload.get(field)) is None:
-            continue
-        upload = state.uploads.get(media_id)
-        if upload is None or upload.api_key != api_key or upload.media_type == "image":
-            raise Reject(500008, f"{field}: no uploaded media {media_id}")
-        if upload.media_type != media_type:
-            raise Reject(400017, f"{field}: media {media_id} is {upload.media_type}, "
-                                 f"not {media_type}")
-        if media_type == "video":
-            sources.video_upload = upload
-        else:
-            sources.audio_upload = upload
-    mask_ids = [("mask_id", payload["mask_id"])] if payload.get("mask_id") is not None else []
-    mask_ids += [(f"mask_ids[{i}]", m) for i, m in enumerate(payload.get("mask_ids") or ())]
-    for field, mask_id in mask_ids:
-        if state.masks.get(str(mask_id)) != api_key:
-            raise Reject(500008, f"{field}: no mask {mask_id!r} (get one from /video/mask/selection)")
-    restyle_id = payload.get("restyle_id")
-    if restyle_id is not None and restyle_id not in catalog.RESTYLE_IDS:
-        raise Reject(400017, f"restyle_id: {restyle_id} is not in /video/restyle/list")
-    speaker = payload.get("lip_sync_tts_speaker_id")
-    if speaker is not None and speaker not in catalog.TTS_SPEAKER_IDS:
-        raise Reject(400017, f"lip_sync_tts_speaker_id: {speaker!r} is not in "
-                             "/video/lip_sync/tts_list")
-    return sources
-
-
-def image_references(payload: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """(field, img_id) for every image the request names; numeric strings become ints."""
-    for field in ("img_id", "first_frame_img", "last_frame_img"):
-        if payload.get(field) is not None:
-            yield field, payload[field]
-    for i, value in enumerate(payload.get("img_ids") or ()):
-        yield f"img_ids[{i}]", _as_int(value)
-    for list_field in ("image_references", "multi_transition"):
-        for i, item in enumerate(payload.get(list_field) or ()):
-            yield f"{list_field}[{i}].img_id", item.get("img_id")
-
-
-def _as_int(value: Any) -> Any:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return value
 
 
 def _first_word(texts: list[str], words: tuple[str, ...]) -> str | None:
@@ -280,7 +227,8 @@ def _job_for(state: SimulatorState, caller: Caller, raw_id: str, result_kind: st
 @api_endpoint
 async def video_result(request: Request, state: SimulatorState, caller: Caller) -> Response:
     job = _job_for(state, caller, request.path_params["id"], "video")
-    return JSONResponse(ok(records.video_record(job)))
+    long_edge = state.config.quality_edge == "long"
+    return JSONResponse(ok(records.video_record(job, long_edge=long_edge)))
 
 
 @api_endpoint
@@ -292,26 +240,10 @@ async def image_result(request: Request, state: SimulatorState, caller: Caller) 
 # -- lists and balance -------------------------------------------------------------------------
 
 
-def _int_param(params: Mapping[str, Any], name: str, *, default: int | None = None,
-               low: int = 1, high: int = 1000) -> int:
-    value = params.get(name)
-    if value is None or value == "":
-        if default is None:
-            raise Reject(400011, f"{name} is required")
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise Reject(400013, f"{name}: {value!r} must be an integer") from exc
-    if not low <= number <= high:
-        raise Reject(400017, f"{name}: {number} is outside {low}..{high}")
-    return number
-
-
 @api_endpoint
 async def tts_list(request: Request, state: SimulatorState, caller: Caller) -> Response:
-    number = _int_param(request.query_params, "page_num")
-    size = _int_param(request.query_params, "page_size", high=100)
+    number = int_param(request.query_params, "page_num")
+    size = int_param(request.query_params, "page_size", high=100)
     items = catalog.page(catalog.TTS_SPEAKERS, number, size)
     return JSONResponse(ok({"total": len(catalog.TTS_SPEAKERS), "data": items}))
 
@@ -324,8 +256,8 @@ async def restyle_list(request: Request, state: SimulatorState, caller: Caller) 
     if await request.body():
         params.update(await read_json_object(request))
     params.update(request.query_params)
-    number = _int_param(params, "page_num")
-    size = _int_param(params, "page_size", high=100)
+    number = int_param(params, "page_num")
+    size = int_param(params, "page_size", high=100)
     items = catalog.page(catalog.RESTYLES, number, size)
     for item in items:  # INVENTED shape (REFERENCE.md 5.10): cover_url added here
         item["cover_url"] = media.frame_url(caller.base_url, f"restyle-{item['restyle_id']}")
@@ -335,9 +267,9 @@ async def restyle_list(request: Request, state: SimulatorState, caller: Caller) 
 @api_endpoint
 async def effects_templates(request: Request, state: SimulatorState, caller: Caller) -> Response:
     params = request.query_params
-    kind = _int_param(params, "type", default=1, high=2)
-    number = _int_param(params, "page", default=1)
-    size = _int_param(params, "pageSize", default=10, high=100)
+    kind = int_param(params, "type", default=1, high=2)
+    number = int_param(params, "page", default=1)
+    size = int_param(params, "pageSize", default=10, high=100)
     matching = tuple(t for t in catalog.EFFECT_TEMPLATES if t["type"] == kind)
     items = catalog.page(matching, number, size)
     for item in items:  # INVENTED shape (REFERENCE.md 12.8)
@@ -363,6 +295,8 @@ def account_id(api_key: str) -> int:
 def routes() -> list[Route]:
     """Every ENDPOINTS row except the uploads (see :mod:`service.simulator.uploads`)."""
     special: dict[str, Callable[[Request], Any]] = {
+        **voices.HANDLERS,
+        **usage.HANDLERS,
         "lip_sync_tts_list": tts_list,
         "restyle_effect_list": restyle_list,
         "effects_template_list": effects_templates,

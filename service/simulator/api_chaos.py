@@ -72,8 +72,9 @@ class ChaosDice:
 
     def failure(self, fault: Fault) -> Response:
         if fault == "429":
+            retry_after = str(self.chaos.api_retry_after_seconds)
             return PlainTextResponse("Too Many Requests", status_code=429,
-                                     headers={"retry-after": str(self.chaos.api_retry_after_seconds)})
+                                     headers={"retry-after": retry_after})
         status = self.rng.choice(sorted(_5XX_BODIES))
         media_type, body = _5XX_BODIES[status]
         return Response(body, status_code=status, media_type=media_type)

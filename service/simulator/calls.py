@@ -4,6 +4,11 @@ A handler raises :class:`Reject` for a business error; :func:`api_endpoint` turn
 PixVerse's envelope with HTTP 200 (or the lower-case HTTP 500 variant for upload moderation),
 and counts it per key. Authentication comes first (``API-KEY``, ErrCode 10002), then the
 ``Ai-trace-id`` header (400011). Header names match case-insensitively.
+
+A moderation refusal is the body PixVerse sends, word for word: ``{"ErrCode": 500063,
+"ErrMsg": "The input content does not comply with platform specifications, please re-enter",
+"Resp": null}``. What the simulator found goes in an ``X-Simulator-Detail`` header instead (no
+such header comes from PixVerse); every other error's message says it after a colon.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +25,10 @@ from starlette.responses import JSONResponse, Response
 from service.pixverse.envelope import envelope
 from service.pixverse.errors import ERROR_MESSAGES
 from service.simulator.state import SimulatorState
+
+#: Codes whose ErrMsg is PixVerse's own text, nothing added (REFERENCE.md §14).
+VERBATIM_CODES: Final = frozenset({500063})
+DETAIL_HEADER: Final = "X-Simulator-Detail"
 
 
 class Reject(Exception):
@@ -35,13 +44,20 @@ class Reject(Exception):
     @property
     def message(self) -> str:
         base = ERROR_MESSAGES.get(self.code, "error")
+        if self.code in VERBATIM_CODES:
+            return base
         return f"{base}: {self.detail}" if self.detail else base
 
     def response(self) -> Response:
+        headers = {}
+        if self.detail and self.code in VERBATIM_CODES:
+            # ASCII only in a header: anything else (a newline too) is escaped.
+            headers[DETAIL_HEADER] = self.detail.encode("unicode_escape").decode("ascii")
         if self.lowercase_http_500:
             return JSONResponse({"err_code": self.code, "err_msg": self.message, "resp": ""},
-                                status_code=500)
-        return JSONResponse(envelope(None, err_code=self.code, err_msg=self.message))
+                                status_code=500, headers=headers)
+        return JSONResponse(envelope(None, err_code=self.code, err_msg=self.message),
+                            headers=headers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,3 +122,21 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Reject(400013, "body must be a JSON object")
     return body
+
+
+def int_param(params: Mapping[str, Any], name: str, *, default: int | None = None,
+              low: int = 1, high: int = 1000) -> int:
+    """An integer query or body parameter: missing without a default 400011, not an
+    integer 400013, out of range 400017."""
+    value = params.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise Reject(400011, f"{name} is required")
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise Reject(400013, f"{name}: {value!r} must be an integer") from exc
+    if not low <= number <= high:
+        raise Reject(400017, f"{name}: {number} is outside {low}..{high}")
+    return number

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 #: PixVerse's documented webhook retry intervals (seconds) after a failed delivery.
 PIXVERSE_RETRY_SCHEDULE_SECONDS: Final = (2.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
@@ -97,8 +97,31 @@ class SimulatorConfig:
     webhook_send_generating: bool = False
     #: Also push image-template results (PixVerse's webhook page lists video endpoints only).
     webhook_image_jobs: bool = False
-    #: Honour an unofficial ``callback_url`` field on generate requests (test convenience only).
+    #: Flat fields merged into every webhook body, over the documented ones: a field PixVerse
+    #: might add, a ``null``, or a whole float (``{"size": 10.0}``). Empty: the documented six.
+    webhook_extra_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: How ``null`` is spelled in the signed string (undocumented; "" or "null").
+    webhook_sign_null_as: str = ""
+    #: Sign whole floats as ``10.0`` rather than Go's ``10`` (undocumented either way).
+    webhook_sign_point_on_whole: bool = False
+    #: Send ``size`` in webhooks as a float in megabytes (``10.5``, as the doc's own example),
+    #: not as integer bytes: the float path of the signature, end to end (the unit is unknown).
+    webhook_size_float: bool = False
+    #: Send a job's webhooks to the ``callback_url`` field of its generate request, when it
+    #: has one, instead of the account's URL. No PixVerse source has such a field (its webhook
+    #: URL is not set per request, as far as anyone knows): a test convenience only.
     honour_request_callback_url: bool = False
+    #: Apply PixVerse's older, stricter rules too (REFERENCE.md §14; see
+    #: :mod:`service.pixverse.validation`); off, only what an official source forbids is
+    #: refused, as PixVerse's own client shows PixVerse accepts more.
+    strict_validation: bool = False
+    #: Echo ``credits`` on every create answer, not only where the docs show it (ComfyUI
+    #: models it as optional everywhere; clients must not require it either way).
+    credits_on_every_create: bool = False
+    #: Whether the quality names the output's short edge (540p 16:9 -> 960x540, 1:1 ->
+    #: 540x540) or its long edge (540p 16:9 -> 1024x576, 1:1 -> 1024x1024; ComfyUI's V6 node
+    #: maps 540p to 1024 px and 720p to 1280 px). PixVerse does not say.
+    quality_edge: Literal["short", "long"] = "short"
     #: Refund the price when a job ends in 7 or 8 (semi-official: the usage API has refunds).
     refund_failed_jobs: bool = True
     #: Serve upload moderation rejects as HTTP 500 with lower-case keys, as one official
@@ -109,8 +132,10 @@ class SimulatorConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SimulatorConfig:
         """Read ``PIXVERSE_SIM_*``: API_KEY, CREDITS, CONCURRENCY, WEBHOOK_URL, WEBHOOK_SECRET,
-        GENERATION_SECONDS, TIME_COMPRESSION, VIDEO_SIZE_BYTES, and ``CHAOS_<FIELD>`` for each
-        :class:`ChaosConfig` field (for example ``PIXVERSE_SIM_CHAOS_WEBHOOK_DROP_RATE=0.2``)."""
+        GENERATION_SECONDS, TIME_COMPRESSION, VIDEO_SIZE_BYTES, the switches STRICT_VALIDATION,
+        WEBHOOK_SIZE_FLOAT, CREDITS_ON_EVERY_CREATE, HONOUR_REQUEST_CALLBACK_URL, QUALITY_EDGE
+        (short or long), and ``CHAOS_<FIELD>`` for each :class:`ChaosConfig` field (for example
+        ``PIXVERSE_SIM_CHAOS_WEBHOOK_DROP_RATE=0.2``)."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -129,6 +154,14 @@ class SimulatorConfig:
             config.time_compression = float(value)
         if (value := get("VIDEO_SIZE_BYTES")) is not None:
             config.video_size_bytes = int(value)
+        for switch in ("strict_validation", "webhook_size_float", "credits_on_every_create",
+                       "honour_request_callback_url"):
+            if (value := get(switch.upper())) is not None:
+                setattr(config, switch, _cast("bool", value))
+        if (value := get("QUALITY_EDGE")) is not None:
+            if value not in ("short", "long"):
+                raise ValueError(f"PIXVERSE_SIM_QUALITY_EDGE={value!r}: must be short or long")
+            config.quality_edge = "long" if value == "long" else "short"
         for field in dataclasses.fields(ChaosConfig):
             value = get(f"CHAOS_{field.name.upper()}")
             if value is not None:

@@ -1,10 +1,15 @@
 """The simulator's own surface under ``/_sim`` (JSON, no API key): look, force, configure.
 
 * ``GET /_sim/jobs`` (filters ``api_key``, ``status``, ``kind``), ``GET /_sim/jobs/{id}``
+  (with ``body``, the request exactly as received, fields the simulator ignores included,
+  and ``payload``, the known fields it acted on)
 * ``POST /_sim/jobs/{id}/outcome`` ``{"status": 1|7|8|6, "size_bytes": n, "at": "now"|"due"}``:
   ``now`` (default) ends the job at once and fires its webhook; ``due`` only decides the outcome
   it reaches on schedule. 1/7/8 need a job still in status 5 (else 409); 6 (deleted) works on
   any job and is published too.
+* ``POST /_sim/jobs/{id}/webhook`` ``{"status": n, "fields": {...}}`` (both optional): push one
+  more webhook for the job as it is, with that status (any integer, say 9) and extra flat
+  fields over its own; the job does not change.
 * ``GET /_sim/stats``: per key counters (see :class:`service.simulator.state.KeyStats`), plus
   API chaos fault counts.
 * ``GET /_sim/deliveries?video_id=``: the webhook dispatcher's records.
@@ -13,8 +18,9 @@
   ``concurrency_limit``; creates the key if new).
 * ``GET /_sim/chaos``, ``PUT /_sim/chaos``: replace the chaos settings (omitted fields take
   their defaults; the API fault sequence restarts from the new seed).
-* ``GET /_sim/uploads`` (filter ``api_key``), ``POST /_sim/reset`` (forget jobs, uploads, counters, the trace-id
-  cache; restore starting balances; webhook deliveries are the dispatcher's and stay).
+* ``GET /_sim/uploads`` (filter ``api_key``), ``POST /_sim/reset`` (forget jobs, uploads,
+  counters, the trace-id cache; restore starting balances; webhook deliveries are the
+  dispatcher's and stay).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.pixverse.errors import MalformedPayloadError
 from service.pixverse.vocab import VideoStatus
 from service.simulator import records
 from service.simulator.api_chaos import ChaosDice
@@ -84,13 +91,22 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(records.job_view(job, detail=True))
 
 
-async def force_outcome(request: Request) -> Response:
+async def _job_and_body(request: Request) -> tuple[Any, dict[str, Any]] | JSONResponse:
+    """The path's job and the JSON body, or the problem answer (404, 400)."""
     job = _job(request)
     if job is None:
         return _problem(404, "no such job")
     body = await _json(request)
     if isinstance(body, JSONResponse):
         return body
+    return job, body
+
+
+async def force_outcome(request: Request) -> Response:
+    found = await _job_and_body(request)
+    if isinstance(found, JSONResponse):
+        return found
+    job, body = found
     status = body.get("status")
     size = body.get("size_bytes")
     at = body.get("at", "now")
@@ -103,6 +119,23 @@ async def force_outcome(request: Request) -> Response:
     if status != VideoStatus.DELETED and job.status != VideoStatus.GENERATING:
         return _problem(409, f"job already ended with status {job.status}")
     state_of(request).force_outcome(job, status, size_bytes=size, now=at == "now")
+    return JSONResponse(records.job_view(job, detail=True))
+
+
+async def push_webhook(request: Request) -> Response:
+    found = await _job_and_body(request)
+    if isinstance(found, JSONResponse):
+        return found
+    job, body = found
+    status, fields = body.get("status"), body.get("fields", {})
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+        return _problem(400, "status must be an integer")
+    if not isinstance(fields, dict):
+        return _problem(400, "fields must be an object")
+    try:
+        state_of(request).push_webhook(job, status=status, fields=fields)
+    except MalformedPayloadError as exc:
+        return _problem(400, str(exc))
     return JSONResponse(records.job_view(job, detail=True))
 
 
@@ -187,6 +220,7 @@ routes: Final = [
     Route("/jobs", list_jobs, methods=["GET"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/outcome", force_outcome, methods=["POST"]),
+    Route("/jobs/{job_id}/webhook", push_webhook, methods=["POST"]),
     Route("/stats", stats, methods=["GET"]),
     Route("/deliveries", deliveries, methods=["GET"]),
     Route("/accounts", list_accounts, methods=["GET"]),

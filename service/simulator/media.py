@@ -19,9 +19,10 @@ import functools
 import hashlib
 import os
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
@@ -58,6 +59,44 @@ def upload_url(base_url: str, upload_id: int) -> str:
 @functools.cache
 def sample_mp4_size() -> int:
     return os.path.getsize(SAMPLE_MP4)
+
+
+def mp4_dimensions(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """Width and height of an MP4/MOV's first visual track (its ``moov/trak/tkhd`` box), or
+    None when the file is not one. Box headers are read with seeks, never the whole file."""
+    with open(path, "rb") as file:
+        return _find_tkhd(file, 0, os.fstat(file.fileno()).st_size, depth=0)
+
+
+def _find_tkhd(file: BinaryIO, start: int, end: int, *, depth: int) -> tuple[int, int] | None:
+    pos = start
+    while pos + 8 <= end:
+        file.seek(pos)
+        size, kind = struct.unpack(">I4s", file.read(8))
+        header = 8
+        if size == 1:  # a 64-bit size follows
+            size, header = struct.unpack(">Q", file.read(8))[0], 16
+        elif size == 0:  # to the end of the file
+            size = end - pos
+        if size < header:
+            return None
+        if kind in (b"moov", b"trak") and depth < 2:
+            found = _find_tkhd(file, pos + header, pos + size, depth=depth + 1)
+            if found is not None:
+                return found
+        elif kind == b"tkhd":
+            file.seek(pos + header)
+            version = file.read(1)
+            # width and height (16.16 fixed point) end the box: after 76 bytes in version 0,
+            # 88 in version 1 (64-bit times)
+            file.seek(pos + header + (88 if version == b"\x01" else 76))
+            raw = file.read(8)
+            if len(raw) == 8:
+                width, height = struct.unpack(">II", raw)
+                if width and height:  # an audio track has 0x0
+                    return width >> 16, height >> 16
+        pos += size
+    return None
 
 
 @functools.lru_cache(maxsize=256)

@@ -13,14 +13,16 @@ marked here so nobody mistakes them for PixVerse's numbers:
   ``lip_sync_tts_content`` (both from 10.5, where they are priced as separate products).
 * Lip sync (10.5): 4 credits per second of audio, rounded up, or 4 per started 15 UTF-8 bytes
   of TTS text. The simulator cannot decode audio, so an upload's length is *estimated* from its
-  size at 128 kbit/s (16000 bytes/s), clamped to 1..30 s.
+  size at 128 kbit/s (16000 bytes/s), clamped to 1..30 s. The avatar endpoint (experimental,
+  no price captured) is billed the same way.
 * Sound effect (10.5): 10 credits per started 5 s block of the source video.
 * Mimic (10.5): 9/10/12 credits per second of the source video at 360p/540p/720p.
 * Multi-transition (tiers not captured): 15/15/20/40 credits per second of total length at
   360p/540p/720p/1080p, i.e. the legacy 5 s price spread per second. It reproduces the one
   official example (540p, 7 s -> 105 credits).
 * Swap mask: 5 credits, image template: 20 credits (the official examples' numbers).
-* Everything else (restyle, swap, modify, upscale, and combinations not in a table):
+* Everything else (restyle, swap, modify, upscale, the agents, music videos, and
+  combinations not in a table):
   :data:`FALLBACK_CREDITS_PER_SECOND` per second of the job's length.
 
 An uploaded video's length is unknown to the simulator; it counts as
@@ -101,7 +103,7 @@ def price(quote: PriceQuote) -> int:
         if p.get("lip_sync_tts_switch") is True or p.get("lip_sync_switch") is True:
             credits += tts_price(str(p.get("lip_sync_tts_content") or ""))
         return credits
-    if kind == "lip_sync":
+    if kind in ("lip_sync", "avatar"):
         if quote.audio_bytes is not None:
             seconds = min(30, max(1, math.ceil(quote.audio_bytes / AUDIO_BYTES_PER_SECOND)))
             return 4 * seconds

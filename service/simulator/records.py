@@ -14,14 +14,25 @@ def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
-def dimensions(quality: str, aspect_ratio: str) -> tuple[int, int]:
-    """Output width and height: the quality is the short side (720p 21:9 -> 1680x720)."""
-    short = vocab.quality_pixels(quality) if quality in vocab.QUALITIES else 540
+def dimensions(quality: str, aspect_ratio: str, *, long_edge: bool = False) -> tuple[int, int]:
+    """Output width and height. The quality is the short side (720p 21:9 -> 1680x720), or with
+    ``long_edge`` the long side as ComfyUI maps it (540p 16:9 -> 1024x576): PixVerse does not
+    say which (``SimulatorConfig.quality_edge``). An unreadable ratio ("auto") counts as 16:9."""
+    if quality not in vocab.QUALITIES:
+        quality = "540p"
     w, _, h = aspect_ratio.partition(":")
     try:
         rw, rh = int(w), int(h)
     except ValueError:
         rw, rh = 16, 9
+    if rw <= 0 or rh <= 0:
+        rw, rh = 16, 9
+    if long_edge:
+        long = vocab.LONG_EDGE_PIXELS[quality]
+        if rw >= rh:
+            return long, _even(long * rh / rw)
+        return _even(long * rw / rh), long
+    short = vocab.quality_pixels(quality)
     if rw >= rh:
         return _even(short * rw / rh), short
     return short, _even(short * rh / rw)
@@ -31,9 +42,9 @@ def _even(value: float) -> int:
     return int(round(value / 2) * 2)
 
 
-def video_record(job: Job) -> dict[str, Any]:
+def video_record(job: Job, *, long_edge: bool = False) -> dict[str, Any]:
     """``GET /video/result/{id}`` (REFERENCE.md 5.15)."""
-    width, height = dimensions(job.quality, job.aspect_ratio)
+    width, height = dimensions(job.quality, job.aspect_ratio, long_edge=long_edge)
     succeeded = job.status == SUCCEEDED
     return {
         "id": job.id,
@@ -99,7 +110,9 @@ def job_view(job: Job, *, detail: bool = False) -> dict[str, Any]:
         "forced": job.forced,
     }
     if detail:
-        view.update(payload=job.payload, planned_status=job.planned_status,
+        # body: the request as received, fields the simulator ignores included.
+        view.update(payload=job.payload, body=job.body, callback_url=job.callback_url,
+                    planned_status=job.planned_status,
                     duration=job.duration, quality=job.quality, has_audio=job.has_audio,
                     base_url=job.base_url, charged_monthly=job.charged_monthly,
                     charged_package=job.charged_package)

@@ -40,6 +40,7 @@ ID_BASES: Final = {
     "img": 371_122_334_455_667_000,
     "media": 392_200_000_000_011_000,
     "mask": 3_847_593_904,
+    "speaker": 900_001,  # custom voices' ids are strings of these (PixVerse's form is unknown)
 }
 #: Text fields whose words decide moderation (7) and failure (8). ``negative_prompt`` is left
 #: out on purpose: "nsfw" is a common thing to ask the model to avoid.
@@ -55,7 +56,8 @@ class Dispatcher(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str) -> None: ...
+    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str,
+                url: str | None = None) -> None: ...
     def deliveries(self, video_id: str | None = None) -> list[dict[str, Any]]: ...
 
 
@@ -94,6 +96,12 @@ class Job:
     forced_size_bytes: int | None = None
     forced: bool = False
     status_calls: int = 0
+    #: The request body exactly as received, unknown fields included (``payload`` is the
+    #: normalised known part): what the inspection surface shows.
+    body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Where this job's webhooks go instead of the account's URL (only with
+    #: ``config.honour_request_callback_url``).
+    callback_url: str | None = None
 
     @property
     def net_credits(self) -> int:
@@ -168,6 +176,10 @@ class SimulatorState:
         self.jobs: dict[int, Job] = {}
         self.uploads: dict[int, Upload] = {}
         self.masks: dict[str, str] = {}  # mask_id -> api key it was issued to
+        #: Audio uploads cleared by /audio/verification (music MV needs it).
+        self.verified_audio: set[int] = set()
+        #: Custom TTS voices: speaker_id -> (api key, name).
+        self.custom_speakers: dict[str, tuple[str, str]] = {}
         self.stats: dict[str, KeyStats] = {}
         self._running: dict[str, set[int]] = {}
         self._trace_cache: dict[tuple[str, str], dict[str, Any]] = {}
@@ -349,10 +361,25 @@ class SimulatorState:
         # PixVerse's webhook page lists video endpoints only.
         return job.result_kind == "video" or self.config.webhook_image_jobs
 
+    def push_webhook(self, job: Job, *, status: int | None = None,
+                     fields: Mapping[str, Any] | None = None) -> None:
+        """Publish one more webhook for ``job`` as it is, with ``status`` and ``fields`` over
+        its own values: how a test makes "PixVerse" send what a client does not know yet (a
+        status 9, a new field). The job does not change. Raises
+        :class:`~service.pixverse.errors.MalformedPayloadError` for a nested field."""
+        payload = {**webhook_payload(job, size_float=self.config.webhook_size_float),
+                   **self.config.webhook_extra_fields, **(fields or {})}
+        if status is not None:
+            payload["status"] = status
+        self.dispatcher.publish(api_key=job.api_key, payload=payload, trace_id=job.trace_id,
+                                url=job.callback_url)
+
     def _publish(self, job: Job) -> None:
-        payload = webhook_payload(job)
+        payload = {**webhook_payload(job, size_float=self.config.webhook_size_float),
+                   **self.config.webhook_extra_fields}
         try:
-            self.dispatcher.publish(api_key=job.api_key, payload=payload, trace_id=job.trace_id)
+            self.dispatcher.publish(api_key=job.api_key, payload=payload, trace_id=job.trace_id,
+                                    url=job.callback_url)
         except Exception:  # a dispatcher bug must not break the API
             logger.exception("webhook publish failed for %s", job.id,
                              extra={"action": "sim_publish"})
@@ -383,15 +410,22 @@ class SimulatorState:
         return result
 
 
-def webhook_payload(job: Job) -> dict[str, Any]:
+#: Bytes per unit of a float ``size`` (the doc's example, 10.5, suggests megabytes; which
+#: kind is not said: mebibytes here, so a forced 11010048 bytes reads 10.5).
+SIZE_FLOAT_UNIT_BYTES: Final = 1024 * 1024
+
+
+def webhook_payload(job: Job, *, size_float: bool = False) -> dict[str, Any]:
     """REFERENCE.md 7.5: ``{id, status, url, size, has_audio, credits}``; a job without a
-    result gets "" / 0 / false for the values it lacks."""
+    result gets "" / 0 / false for the values it lacks. ``size`` is integer bytes, or with
+    ``size_float`` a float in mebibytes (always a float: ``10.0``, not ``10``)."""
     succeeded = job.status == SUCCEEDED
+    size = job.size_bytes if succeeded and job.size_bytes is not None else 0
     return {
         "id": str(job.id),
         "status": job.status,
         "url": job.result_url,
-        "size": job.size_bytes if succeeded and job.size_bytes is not None else 0,
+        "size": round(size / SIZE_FLOAT_UNIT_BYTES, 2) if size_float else size,
         "has_audio": job.has_audio if succeeded else False,
         "credits": job.net_credits,
     }

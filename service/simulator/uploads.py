@@ -13,6 +13,10 @@ Media: the type decides ``media_type`` (video or audio; anything else 400017), s
 (400017; PixVerse's code for this is unknown). A moderation word (``config.moderation_words``)
 in the file name, URL or file bytes is rejected: images with 500052 (served as HTTP 500 with
 lower-case keys when ``config.lowercase_upload_errors``), media with 500063.
+
+A video's answer also carries its ``width`` and ``height`` (ComfyUI models them on media
+upload, §14), read from the MP4's track header; they are left out when the file is not a
+readable MP4. An upload by URL reports the bundled sample's, which its URL serves.
 """
 
 from __future__ import annotations
@@ -108,6 +112,9 @@ async def _store(request: Request, state: SimulatorState, caller: Caller, form: 
             os.unlink(path)
             raise Reject(reject_code, f"the file contains {flagged!r}",
                          lowercase_http_500=lowercase)
+    dimensions = None
+    if media_type == "video":
+        dimensions = await run_in_threadpool(media.mp4_dimensions, path or media.SAMPLE_MP4)
     # A twin may also have finished during the copy; keep the first answer.
     if (cached := state.cached_answer(caller.api_key, caller.trace_id)) is not None:
         if path is not None:
@@ -122,7 +129,10 @@ async def _store(request: Request, state: SimulatorState, caller: Caller, form: 
     if image:
         answer = ok({"img_id": upload_id, "img_url": link})
     else:
-        answer = ok({"media_id": upload_id, "media_type": media_type, "url": link})
+        resp: dict[str, object] = {"media_id": upload_id, "media_type": media_type, "url": link}
+        if dimensions is not None:
+            resp["width"], resp["height"] = dimensions
+        answer = ok(resp)
     state.remember_answer(caller.api_key, caller.trace_id, answer)
     return JSONResponse(answer)
 

@@ -168,8 +168,10 @@ class WebhookDispatcher:
             await self._client.aclose()
             self._client = None
 
-    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str) -> None:
-        """Queue the webhook for ``payload`` to ``api_key``'s account; returns at once.
+    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str,
+                url: str | None = None) -> None:
+        """Queue the webhook for ``payload`` to ``api_key``'s account (or to ``url``, a job's
+        own, when given); returns at once. It is signed with the account's secret.
 
         Raises :class:`~service.pixverse.errors.MalformedPayloadError` if the payload is not
         flat, since PixVerse signatures cannot cover it.
@@ -177,7 +179,7 @@ class WebhookDispatcher:
         signature.canonical_query(payload)  # refuse unsignable payloads here, not in a retry
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         account = self._config.accounts.get(api_key)
-        url = account.webhook_url if account else None
+        url = url or (account.webhook_url if account else None)
         secret = account.webhook_secret if account else ""
         delivery = self._new_delivery(payload, body, trace_id, url, secret, duplicate_of=None)
         if not url:
@@ -339,7 +341,9 @@ class WebhookDispatcher:
 
     async def _send(self, delivery: _Delivery) -> tuple[dict[str, Any], bool]:
         assert self._client is not None and delivery.url
-        headers = signature.sign_headers(delivery.secret, delivery.body)
+        headers = signature.sign_headers(
+            delivery.secret, delivery.body, null_as=self._config.webhook_sign_null_as,
+            point_on_whole=self._config.webhook_sign_point_on_whole)
         corrupted = self._dice.chance(self._config.chaos.webhook_corrupt_signature_rate)
         if corrupted:
             headers[signature.SIGNATURE_HEADER] = _wrong_signature(

@@ -9,10 +9,12 @@ The logic is written once, split by concern, over a connector that holds what ea
 does differently::
 
     store.py       Store: the parts below, assembled; open/close
-      jobs.py        create, read, list; the submitter's and the reconciler's claims
+      jobs.py        create, read, list, cancel; the submitter's and the reconciler's claims
       ledger.py      THE write path of a transition (decide, history row, job, tasks)
       deliveries.py  the webhook log and nonces
       queue.py       handler tasks: claim, finish, retry, wait
+      sessions.py    dashboard logins (only a hash of each id): create, check, revoke
+      idempotency.py jobs created once per Idempotency-Key (claimed with the job)
     schema.py      migrations (sql/migrations/*.sql, written once for both databases)
     sql/           every statement by name (queries.sql), and what each dialect says
                    differently (sqlite.sql, postgres.sql)
@@ -37,7 +39,10 @@ from typing import Any, Final
 from service.store.base import TransitionObserver
 from service.store.errors import (
     ConstraintError,
+    IdempotencyKeyReusedError,
+    JobCancelledError,
     JobNotFoundError,
+    JobStateError,
     LeaseLostError,
     SchemaError,
     StorageError,
@@ -46,6 +51,7 @@ from service.store.errors import (
     TaskStateError,
     UnsupportedDatabaseError,
 )
+from service.store.idempotency import IdempotencyKey
 from service.store.records import (
     DeliveryOutcome,
     Job,
@@ -69,8 +75,12 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "ConstraintError",
     "DeliveryOutcome",
+    "IdempotencyKey",
+    "IdempotencyKeyReusedError",
     "Job",
+    "JobCancelledError",
     "JobNotFoundError",
+    "JobStateError",
     "JobUpdate",
     "LeaseLostError",
     "SQLiteStore",

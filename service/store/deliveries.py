@@ -12,7 +12,14 @@ from typing import Any, Final
 
 from service.store import records
 from service.store.base import StoreBase, filters, page, required
-from service.store.records import DeliveryOutcome, WebhookDelivery, check_limit, dumps
+from service.store.connector import Transaction
+from service.store.records import (
+    DeliveryOutcome,
+    WebhookDelivery,
+    WebhookIngest,
+    check_limit,
+    dumps,
+)
 
 #: Header names never written to the database, whatever the caller passes: a delivery log is
 #: read by people debugging, and replay needs only the signature headers.
@@ -75,11 +82,50 @@ class Deliveries(StoreBase):
         deliveries = [records.delivery(row) for row in rows[:limit]]
         return deliveries, deliveries[-1].id if len(rows) > limit else None
 
+    async def keep_webhook(
+        self, *, body: bytes, headers: Mapping[str, str], nonce: str, timestamp: float,
+        received_at: float, video_id: int | None, error: str,
+    ) -> WebhookIngest:
+        """Keep a verified webhook that changes no job (a status this version does not know,
+        an id it cannot read) with ``error`` saying why, so PixVerse can be answered ``ok``
+        and nothing is lost. In one transaction: claim the nonce (one seen before writes
+        nothing: ``duplicate``), then write the delivery as ``ok`` with the job that has
+        ``video_id``, or as an ``orphan`` when none has (the submitter's adoption skips it:
+        its status means nothing to it either)."""
+        values = delivery_row(body=body, headers=headers, outcome=DeliveryOutcome.OK,
+                              received_at=received_at, video_id=video_id, nonce=nonce,
+                              timestamp=timestamp, error=error)
+
+        async def op(tx: Transaction) -> WebhookIngest:
+            if not await self._claim(tx, nonce, timestamp):
+                return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
+            job = None if video_id is None else await tx.fetch_one(
+                self._sql["get_job_by_video"], {"video_id": video_id})
+            outcome = DeliveryOutcome.ORPHAN if job is None else DeliveryOutcome.OK
+            row = await tx.fetch_one(self._sql["insert_delivery"], {
+                **values, "outcome": outcome.value, "job_id": job and job["id"]})
+            return WebhookIngest(outcome, records.delivery(required(row)), None)
+
+        return await self._db.write(op)
+
+    async def list_unapplied_webhooks(self, job_id: str, *,
+                                      limit: int = 50) -> list[WebhookDelivery]:
+        """The job's kept webhooks that changed nothing (:meth:`keep_webhook`; ``error``
+        says why), oldest first: a job's history shows them beside its transitions."""
+        check_limit(limit)
+        sql = self._sql.render(page("SELECT * FROM webhook_deliveries",
+                                    ["job_id = :job_id", "error IS NOT NULL"], "id"))
+        rows = await self._db.read(
+            lambda tx: tx.fetch_all(sql, {"job_id": job_id, "limit": limit}))
+        return [records.delivery(row) for row in rows]
+
     async def claim_nonce(self, nonce: str, timestamp: float | None) -> bool:
         """Claim a webhook nonce atomically: ``True`` the first time, ``False`` ever after."""
-        params = {"nonce": nonce, "timestamp": timestamp}
-        claimed = await self._db.write(lambda tx: tx.execute(
-            self._sql["claim_nonce"], {**params, "now": self._clock()}))
+        return await self._db.write(lambda tx: self._claim(tx, nonce, timestamp))
+
+    async def _claim(self, tx: Transaction, nonce: str, timestamp: float | None) -> bool:
+        claimed = await tx.execute(self._sql["claim_nonce"], {
+            "nonce": nonce, "timestamp": timestamp, "now": self._clock()})
         return claimed == 1
 
     async def prune_nonces(self, claimed_before: float) -> int:

@@ -3,7 +3,10 @@
     ServiceError                      (service.exceptions)
     └── StorageError                  a database operation failed (the driver's error is chained)
         ├── ConstraintError           a write broke a UNIQUE or FOREIGN KEY constraint
+        │   └── IdempotencyKeyReusedError  an idempotency key already made another request's job
         ├── JobNotFoundError          no job has that id (also a LookupError)
+        ├── JobStateError             a job is not in a state that allows the operation
+        │   └── JobCancelledError     the job was cancelled: a submitter's write was refused
         ├── TaskNotFoundError         no task has that id (also a LookupError)
         ├── LeaseLostError            a task's lease passed to another run
         ├── TaskStateError            a task is not in a state that allows the operation
@@ -27,12 +30,34 @@ class ConstraintError(StorageError):
     """A write broke a UNIQUE or FOREIGN KEY constraint (a taken video id, an unknown parent)."""
 
 
+class IdempotencyKeyReusedError(ConstraintError):
+    """The idempotency key in ``key`` was used before with a different request (Stripe's
+    semantics: a key names one request, so it is refused rather than replayed)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__("this Idempotency-Key was used with a different request")
+
+
 class JobNotFoundError(StorageError, LookupError):
     """No job has the id in ``job_id``."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id!r}")
+
+
+class JobStateError(StorageError):
+    """The job is not in a state that allows this (a finished job cannot be cancelled)."""
+
+
+class JobCancelledError(JobStateError):
+    """The job in ``job_id`` was cancelled, so a write meant for a live submission was not
+    made (:meth:`Store.update_job` with ``unless_cancelled``)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} was cancelled")
 
 
 class TaskNotFoundError(StorageError, LookupError):

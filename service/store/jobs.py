@@ -1,4 +1,4 @@
-"""Jobs: create, read, list, and the claims the submitter and the reconciler make.
+"""Jobs: create, read, list, cancel, and the claims the submitter and the reconciler make.
 
 A claim reads and marks in one transaction, so processes sharing the database split the work
 instead of doing it twice: on SQLite because one writer holds the whole database, on
@@ -16,14 +16,38 @@ from typing import Any, Final, Unpack
 from service.lifecycle import JobState, Outcome, TransitionSource
 from service.store import records
 from service.store.base import filters, page, required
-from service.store.connector import Transaction
-from service.store.errors import JobNotFoundError
+from service.store.connector import Row, Transaction
+from service.store.errors import JobCancelledError, JobNotFoundError, JobStateError
 from service.store.ids import new_job_id
 from service.store.ledger import Ledger
-from service.store.records import Job, JobUpdate, SubmissionClaim, check_limit, dumps
+from service.store.records import (
+    Job,
+    JobUpdate,
+    SubmissionClaim,
+    TransitionResult,
+    check_limit,
+    dumps,
+)
 
 #: What :meth:`Jobs.update_job` may set: submission bookkeeping and the media fields.
 UPDATABLE_FIELDS: Final = frozenset(JobUpdate.__annotations__)
+#: ``last_error`` of a job cancelled before PixVerse accepted it.
+CANCELLED_ERROR: Final = "cancelled before PixVerse accepted it"
+
+
+def new_job_values(*, kind: str, params: Mapping[str, Any], trace_id: str | None = None,
+                   labels: Mapping[str, str] | None = None, callback_url: str | None = None,
+                   then: Sequence[Mapping[str, Any]] | None = None,
+                   parent_job_id: str | None = None) -> dict[str, Any]:
+    """The parameters of ``insert_job`` for a new job (a fresh id; ``trace_id`` defaults to
+    a fresh UUID)."""
+    return {
+        "id": new_job_id(), "kind": kind, "state": JobState.QUEUED.value,
+        "params": dumps(dict(params)), "trace_id": trace_id or str(uuid.uuid4()),
+        "labels": dumps(dict(labels or {})), "callback_url": callback_url,
+        "then_steps": dumps([dict(step) for step in then or ()]),
+        "parent_job_id": parent_job_id,
+    }
 
 
 class Jobs(Ledger):
@@ -40,26 +64,26 @@ class Jobs(Ledger):
         ``trace_id`` defaults to a fresh UUID. Raises ``ConstraintError`` for a trace id already
         in use or an unknown ``parent_job_id``.
         """
-        values = {
-            "id": new_job_id(), "kind": kind, "state": JobState.QUEUED.value,
-            "params": dumps(dict(params)), "trace_id": trace_id or str(uuid.uuid4()),
-            "labels": dumps(dict(labels or {})), "callback_url": callback_url,
-            "then_steps": dumps([dict(step) for step in then or ()]),
-            "parent_job_id": parent_job_id,
-        }
+        values = new_job_values(kind=kind, params=params, trace_id=trace_id, labels=labels,
+                                callback_url=callback_url, then=then,
+                                parent_job_id=parent_job_id)
 
         async def op(tx: Transaction) -> Job:
-            now = self._clock()
-            job = records.job(required(await tx.fetch_one(
-                self._sql["insert_job"], {**values, "now": now})))
-            await tx.fetch_one(self._sql["insert_transition"], {
-                "job_id": job.id, "from_state": None, "to_state": JobState.QUEUED.value,
-                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
-                "reason": "created", "payload": None, "delivery_id": None,
-                "received_at": now, "recorded_at": now})
-            return job
+            return records.job(await self._insert_job(tx, values))
 
         return await self._db.write(op)
+
+    async def _insert_job(self, tx: Transaction, values: Mapping[str, Any]) -> Row:
+        """Insert a job (:func:`new_job_values`) in ``queued`` with its first transition, in
+        the caller's transaction; return the job's row."""
+        now = self._clock()
+        row = required(await tx.fetch_one(self._sql["insert_job"], {**values, "now": now}))
+        await tx.fetch_one(self._sql["insert_transition"], {
+            "job_id": row["id"], "from_state": None, "to_state": JobState.QUEUED.value,
+            "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
+            "reason": "created", "payload": None, "delivery_id": None,
+            "received_at": now, "recorded_at": now})
+        return row
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self._one_job("get_job", {"id": job_id})
@@ -108,15 +132,22 @@ class Jobs(Ledger):
         counts = {JobState(row["state"]): int(row["n"]) for row in rows}
         return {state: n for state, n in counts.items() if state in wanted}
 
-    async def update_job(self, job_id: str, **fields: Unpack[JobUpdate]) -> Job:
+    async def update_job(self, job_id: str, *, unless_cancelled: bool = False,
+                         **fields: Unpack[JobUpdate]) -> Job:
         """Change submission bookkeeping; raises ``JobNotFoundError`` or, for a video id
-        another job holds, ``ConstraintError``."""
+        another job holds, ``ConstraintError``.
+
+        With ``unless_cancelled`` (the submitter's writes) a cancelled job is left as it is and
+        ``JobCancelledError`` is raised: checked in the write itself, so a cancel and a
+        PixVerse answer landing together are ordered, and an answer after a cancel changes
+        nothing."""
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
             raise TypeError(f"update_job() cannot set {', '.join(sorted(unknown))}")
         # Column names come from UPDATABLE_FIELDS, never from the caller's text.
         sets = ", ".join([*(f"{name} = :{name}" for name in fields), "updated_at = :now"])
-        sql = self._sql.render(f"UPDATE jobs SET {sets} WHERE id = :id RETURNING *")
+        guard = " AND cancelled_at IS NULL" if unless_cancelled else ""
+        sql = self._sql.render(f"UPDATE jobs SET {sets} WHERE id = :id{guard} RETURNING *")
         video_id = fields.get("video_id")
 
         async def op(tx: Transaction) -> Job:
@@ -125,10 +156,49 @@ class Jobs(Ledger):
                 await tx.lock(f"video:{video_id}")
             row = await tx.fetch_one(sql, {**fields, "now": self._clock(), "id": job_id})
             if row is None:
+                if guard and await tx.fetch_one(self._sql["get_job"], {"id": job_id}):
+                    raise JobCancelledError(job_id)
                 raise JobNotFoundError(job_id)
             return records.job(row)
 
         return await self._db.write(op)
+
+    async def cancel_job(self, job_id: str, *, now: float | None = None) -> Job:
+        """Cancel a job, in one transaction; return it as it is now.
+
+        A job PixVerse has not accepted (``queued``, or ``submitting`` without a video id)
+        becomes ``rejected`` (reason ``cancelled``): no claim takes it again, and the answer to
+        a create call in flight changes nothing (the submitter writes ``unless_cancelled``).
+        A job PixVerse accepted keeps its state, since PixVerse has no cancel: the video is
+        still made and paid for, but no handler runs for it any more (the planner sees
+        ``cancelled_at``, the task runner drops pending tasks). Cancelling again returns the
+        job unchanged. Raises ``JobNotFoundError``, or ``JobStateError`` for a job that
+        finished without being cancelled.
+        """
+        async def op(tx: Transaction) -> tuple[Job, TransitionResult | None]:
+            row = await tx.fetch_one(self._sql["lock_job"], {"id": job_id})
+            if row is None:
+                raise JobNotFoundError(job_id)
+            job = records.job(row)
+            if job.cancelled_at is not None:
+                return job, None
+            if job.is_terminal:
+                raise JobStateError(f"job {job_id} is already {job.state}: nothing to cancel")
+            accepted = job.video_id is not None or job.state is JobState.GENERATING
+            at = self._clock() if now is None else now
+            job = records.job(required(await tx.fetch_one(self._sql["cancel_job"], {
+                "id": job_id, "now": at, "last_error": None if accepted else CANCELLED_ERROR})))
+            if accepted:
+                return job, None
+            result = await self._record(
+                tx, job, JobState.REJECTED, source=TransitionSource.SUBMIT,
+                payload=dumps({"error": "cancelled"}), received_at=at, delivery_id=None,
+                reason="cancelled")
+            return result.job, result
+
+        job, transition = await self._db.write(op)
+        self._observe(transition)
+        return job
 
     async def claim_overdue(self, now: float, grace: float, *, hold_seconds: float,
                             limit: int = 100) -> list[Job]:

@@ -183,22 +183,25 @@ class Ledger(StoreBase):
 
     async def _record(self, tx: Transaction, job: Job, proposed: JobState, *,
                       source: TransitionSource, payload: str | None,
-                      received_at: float | None, delivery_id: int | None) -> TransitionResult:
+                      received_at: float | None, delivery_id: int | None,
+                      reason: str | None = None) -> TransitionResult:
         """Write one proposed state for ``job`` (read in this transaction, locked where the
-        database needs it): the history row, the job, and, if applied, its tasks."""
+        database needs it): the history row, the job, and, if applied, its tasks. ``reason``
+        replaces the lifecycle's wording in the history (``cancelled``)."""
         step = step_transition(job, proposed, now=self._clock(), received_at=received_at)
         after, now = step.job, step.recorded_at
+        decision = step.decision if reason is None else replace(step.decision, reason=reason)
         transition = records.transition(required(await tx.fetch_one(
             self._sql["insert_transition"], {
                 "job_id": job.id, "from_state": job.state.value, "to_state": proposed.value,
-                "outcome": step.decision.outcome.value, "source": source.value,
-                "reason": step.decision.reason, "payload": payload,
+                "outcome": decision.outcome.value, "source": source.value,
+                "reason": decision.reason, "payload": payload,
                 "delivery_id": delivery_id, "received_at": step.received_at,
                 "recorded_at": now})))
         if not step.applied:
             await tx.execute(self._sql["touch_job"],
                              {"last_event_at": after.last_event_at, "id": job.id})
-            return TransitionResult(step.decision, after, transition)
+            return TransitionResult(decision, after, transition)
         await tx.execute(self._sql["apply_job_state"], {
             "id": job.id, "state": proposed.value, "state_changed_at": after.state_changed_at,
             "last_event_at": after.last_event_at, "updated_at": now})
@@ -209,4 +212,4 @@ class Ledger(StoreBase):
                 "idempotency_key": idempotency_key(job.id, proposed, handler), "now": now}))))
         if tasks:
             await tx.notify_tasks()
-        return TransitionResult(step.decision, after, transition, tuple(tasks))
+        return TransitionResult(decision, after, transition, tuple(tasks))

@@ -85,6 +85,10 @@ class Job:
     media_path: str | None = None
     media_sha256: str | None = None
     media_size: int | None = None
+    #: When the job was cancelled (``POST /api/jobs/{id}/cancel``), else ``None``. A job
+    #: PixVerse had not accepted is ``rejected`` with it; one it had keeps its state, and no
+    #: handler runs for it any more.
+    cancelled_at: float | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -254,7 +258,7 @@ def job(row: Mapping[str, Any]) -> Job:
         created_at=row["created_at"], updated_at=row["updated_at"],
         state_changed_at=row["state_changed_at"], last_event_at=row["last_event_at"],
         media_path=row["media_path"], media_sha256=row["media_sha256"],
-        media_size=row["media_size"],
+        media_size=row["media_size"], cancelled_at=row["cancelled_at"],
     )
 
 

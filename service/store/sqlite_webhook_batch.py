@@ -71,9 +71,10 @@ _JOB_FIELDS: Final = (
     "id", "kind", "state", "params", "trace_id", "video_id", "labels", "callback_url",
     "then_steps", "parent_job_id", "attempts", "last_error", "next_attempt_at", "next_poll_at",
     "created_at", "updated_at", "state_changed_at", "last_event_at", "media_path",
-    "media_sha256", "media_size")
+    "media_sha256", "media_size", "cancelled_at")
 _REAL_JOB_FIELDS: Final = frozenset({"next_attempt_at", "next_poll_at", "created_at",
-                                     "updated_at", "state_changed_at", "last_event_at"})
+                                     "updated_at", "state_changed_at", "last_event_at",
+                                     "cancelled_at"})
 
 
 def _exact(column: str) -> str:

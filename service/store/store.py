@@ -2,9 +2,11 @@
 
 :class:`Store` is assembled from its parts, each a module of its own: :class:`~service.store.
 jobs.Jobs` (create, read, list, claims), :class:`~service.store.ledger.Ledger` (the one write
-path for transitions), :class:`~service.store.deliveries.Deliveries` (the webhook log) and
-:class:`~service.store.queue.TaskQueue` (handler tasks). None of them knows which database it
-runs on; the connector does.
+path for transitions), :class:`~service.store.deliveries.Deliveries` (the webhook log),
+:class:`~service.store.queue.TaskQueue` (handler tasks), :class:`~service.store.sessions.
+DashboardSessions` (dashboard logins) and :class:`~service.store.idempotency.IdempotencyKeys`
+(jobs created once per ``Idempotency-Key``). None of them knows which database it runs on; the
+connector does.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from typing import Self
 
 from service.store.connector import Transaction
 from service.store.deliveries import Deliveries
+from service.store.idempotency import IdempotencyKeys
 from service.store.jobs import Jobs
 from service.store.queue import TaskQueue
 from service.store.schema import migrate
+from service.store.sessions import DashboardSessions
 
 logger = logging.getLogger(__name__)
 
 
-class Store(Jobs, Deliveries, TaskQueue):
+class Store(IdempotencyKeys, Jobs, Deliveries, TaskQueue, DashboardSessions):
     """Durable storage for jobs, their history, webhook deliveries and handler tasks.
 
     Every method is one transaction. Open the store before use (``await store.open()`` or

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.pixverse import models, results
+from service.pixverse import experimental, models, results
 from service.pixverse.errors import (
     APIError,
     AuthenticationError,
@@ -154,12 +154,29 @@ async def test_insufficient_credits(shared_sim: Sim) -> None:
     assert shared_sim.jobs(key) == []
 
 
+#: PixVerse's moderation refusal, word for word (as the semi-official kit recorded it).
+PIXVERSE_MODERATION_MESSAGE = ("The input content does not comply with platform "
+                               "specifications, please re-enter")
+
+
 async def test_blocked_word_is_refused_before_submission(acct: Acct) -> None:
     with pytest.raises(ModerationError) as exc:
         await acct.client.text_to_video(text(prompt="a lantern and a blocked-word"))
-    assert_api_error(exc, 500063, "blocked-word")
+    assert_api_error(exc, 500063)
+    assert exc.value.err_msg == PIXVERSE_MODERATION_MESSAGE  # nothing of ours appended
     assert acct.sim.jobs(acct.key) == []
     assert acct.sim.stats(acct.key)["charges"] == 0
+
+
+async def test_the_moderation_body_is_pixverses_and_the_reason_a_header(acct: Acct) -> None:
+    body = {**TEXT, "prompt": "a lantern and a blocked-word"}
+    async with httpx.AsyncClient(base_url=acct.sim.api_base) as http:
+        response = await http.post("/video/text/generate", json=body, headers={
+            "API-KEY": acct.key, "Ai-trace-id": "moderated-1"})
+    assert response.status_code == 200
+    assert response.json() == {"ErrCode": 500063, "ErrMsg": PIXVERSE_MODERATION_MESSAGE,
+                               "Resp": None}
+    assert "blocked-word" in response.headers["x-simulator-detail"]
 
 
 # -- image-based generation -------------------------------------------------------------------
@@ -524,7 +541,25 @@ CALLS: dict[str, Callable[[CountingClient], Awaitable[Any]]] = {
     "balance": lambda c: c.balance(),
     "effect_templates": lambda c: c.effect_templates(),
     "upscale": lambda c: c.upscale(models.Upscale(video_media_id=1)),
+    "avatar": lambda c: c.avatar(experimental.Avatar(img_id=1, quality="540p",
+                                                     audio_media_id=2)),
+    "agent": lambda c: c.agent(experimental.Agent(agent_id=1)),
+    "music_mv": lambda c: c.music_mv(experimental.MusicMV(
+        mv_agent_type="vibe_mv", audio_media_id=1, aspect_ratio="16:9", quality="720p")),
+    "audio_verification": lambda c: c.verify_audio(1),
+    "create_tts_speaker": lambda c: c.create_tts_speaker("voice", 1),
+    "delete_tts_speaker": lambda c: c.delete_tts_speaker("900001"),
+    "tts_speaker_list": lambda c: c.tts_speakers_by_type(),
+    "usage_detail": lambda c: c.usage_detail(),
 }
+
+
+def test_every_endpoint_has_a_call_here() -> None:
+    from service.pixverse.endpoints import ENDPOINTS
+
+    aliases = {"lip_sync_tts_list": "tts_speakers", "restyle_effect_list": "restyle_effects",
+               "account_balance": "balance", "effects_template_list": "effect_templates"}
+    assert {aliases.get(name, name) for name in ENDPOINTS} == set(CALLS)
 
 
 @pytest.mark.parametrize("endpoint", list(CALLS))

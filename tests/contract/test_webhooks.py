@@ -9,7 +9,7 @@ import pytest
 
 from service.pixverse import models
 from service.pixverse.errors import SignatureError
-from service.pixverse.signature import NONCE_HEADER, TRACE_HEADER, verify
+from service.pixverse.signature import NONCE_HEADER, TRACE_HEADER, canonical_query, verify
 from service.simulator.config import DEFAULT_WEBHOOK_SECRET
 from tests.contract.conftest import Inbox, Receiver, Sim, SimFactory, wait_until
 
@@ -189,3 +189,39 @@ async def test_chaos_corrupt_signature_is_retried_until_a_good_one(
     corrupted = [a["signature_corrupted"] for a in record["attempts"]]
     assert corrupted == [True] * len(rejected) + [False]
     assert record["state"] == "delivered"
+
+
+# -- knobs for what no source settles (REFERENCE.md §14) ------------------------------------------
+
+
+@pytest.mark.parametrize(("size_bytes", "size", "signed"), [
+    (11_010_048, 10.5, "size=10.5"),  # the doc's own example
+    (10_485_760, 10.0, "size=10"),  # a whole float: signed as Go writes it
+])
+async def test_float_sizes_are_signed_and_verified_end_to_end(
+        sim_factory: SimFactory, receiver: Receiver, size_bytes: int, size: float,
+        signed: str) -> None:
+    sim = sim_factory(webhook_size_float=True)
+    inbox = receiver.inbox()
+    key = hooked_account(sim, inbox)
+    async with sim.client(key) as client:
+        video_id = (await client.text_to_video(TEXT)).job_id
+    forced = sim.http.post(f"/_sim/jobs/{video_id}/outcome",
+                           json={"status": 1, "size_bytes": size_bytes})
+    assert forced.status_code == 200, forced.text
+    [hit] = await inbox.wait_for(1)
+    assert f'"size":{size}'.encode() in hit.body  # a JSON float on the wire
+    assert hit.verified is not None and hit.verified.payload["size"] == size
+    assert signed in canonical_query(hit.payload)  # the float path of the signature
+
+
+async def test_a_request_callback_url_gets_the_webhook_when_honoured(
+        sim_factory: SimFactory, receiver: Receiver) -> None:
+    sim = sim_factory(honour_request_callback_url=True)
+    inbox = receiver.inbox(secret=DEFAULT_WEBHOOK_SECRET)
+    key = sim.new_account()  # no webhook URL of its own
+    request = models.TextToVideo.from_params({**TEXT.to_payload(), "callback_url": inbox.url})
+    async with sim.client(key) as client:
+        video_id = (await client.text_to_video(request)).job_id
+    [hit] = await inbox.wait_for(1)
+    assert hit.verified is not None and hit.payload["id"] == str(video_id)

@@ -274,3 +274,24 @@ async def test_a_dead_task_can_be_revived(rig: Rig) -> None:
     assert revived.state is TaskState.PENDING and revived.attempts == 0
     await runner.run_until_idle()
     assert (await rig.wait_for_state(task.id, TaskState.SUCCEEDED)).attempts == 1
+
+
+async def test_the_task_runner_drops_tasks_queued_before_the_cancel(rig: Rig) -> None:
+    async def notify(job: Job, transition: Transition, context: HandlerContext) -> None:
+        return None
+
+    runner = rig.runner(notify=notify)
+    job = await rig.store.create_job(kind="text_to_video", params={"prompt": "x"})
+    await rig.store.update_job(job.id, video_id=1)
+    with rig.planner.planning(plans("notify")):
+        result = await rig.store.apply_transition(job.id, JobState.GENERATING,
+                                                  source=TransitionSource.SUBMIT)
+    [task] = result.tasks
+    await rig.store.cancel_job(job.id)
+    await runner.run_until_idle()
+    assert ScriptedHandler.calls == []
+    dropped = await rig.store.get_task(task.id)
+    assert dropped is not None
+    assert (dropped.state, dropped.last_error) == (TaskState.DEAD, "job cancelled")
+    [run] = await rig.store.list_task_runs(task.id)
+    assert (run.outcome, run.error) == (TaskRunOutcome.DEAD, "job cancelled")

@@ -18,13 +18,23 @@ from starlette.applications import Starlette
 
 from service.app import create_app
 from service.dashboard import dashboard_routes
+from service.dashboard.ratelimit import LoginLimiter
 from service.registry import HandlerSet
 from service.simulator.config import DEFAULT_API_KEY
+from tests.core.conftest import (  # noqa: F401 - store fixtures, for the session store tests
+    backend,
+    clock,
+    db_path,
+    postgres_schema,
+    postgres_server,
+    raw,
+    store,
+)
 from tests.service.conftest import API_TOKEN, T2V, Stack, stack
 from tests.support.servers import running_server
 
 __all__ = ["API_TOKEN", "T2V", "Browser", "Stack", "dashboard_app", "dashboard_service",
-           "stack"]
+           "login_limiter", "stack"]
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -36,6 +46,14 @@ def dashboard_app(stack: Stack, handler_set: HandlerSet | None = None, *,
     if not any(getattr(route, "name", None) == "dashboard:jobs" for route in app.routes):
         app.router.routes.extend(dashboard_routes(app.state.services))
     return app
+
+
+def login_limiter(app: Starlette) -> LoginLimiter:
+    """The failed-login counter behind an app's ``POST /login`` (to give it a test clock)."""
+    route = next(route for route in app.routes
+                 if getattr(route, "name", None) == "dashboard:login")
+    limiter: LoginLimiter = route.endpoint.__wrapped__.__self__.login_limiter  # type: ignore
+    return limiter
 
 
 @dataclasses.dataclass

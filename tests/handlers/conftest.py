@@ -23,6 +23,7 @@ from service.pixverse.client import PixVerseClient
 from service.settings import Settings
 from service.store import Job, SQLiteStore, Task, Transition
 from service.submission import Submitter
+from tests.handlers.peers import Listener, dual_stack
 from tests.support.planner import Planner, plans
 
 T2V = {"prompt": "a lantern over a lake", "model": "v6", "duration": 5, "quality": "540p",
@@ -87,3 +88,12 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         yield Harness(store=store, settings=settings, http=http, tmp_path=tmp_path,
                       submitter=Submitter(store, client, settings), planner=planner)
     await client.aclose()
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    """A receiver on 127.0.0.1 and [::1] (one port) that records every request."""
+    recorder = Listener()
+    async with dual_stack(recorder.app()) as port:
+        recorder.port = port
+        yield recorder

@@ -8,6 +8,10 @@ import dataclasses
 import email.utils
 import hashlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -23,6 +27,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Route
 
 from handlers.download import (
+    SWEEP_GRACE_SECONDS,
     DownloadError,
     DownloadHandler,
     host_allowed,
@@ -452,6 +457,122 @@ async def test_a_cancelled_download_leaves_no_temp_file(harness: Harness,
     assert leftovers(harness) == []
 
 
+# -- partial files left by a crashed attempt ---------------------------------------------------
+
+#: A process that downloads ``/slow`` (which never ends) into a media directory until killed:
+#: argv is the origin's URL and the directory.
+CRASHING_DOWNLOAD = """
+import asyncio, sys
+from pathlib import Path
+import httpx
+from handlers.download import UrlGuard, _open, _save
+from service.settings import Settings
+
+async def main(url, media):
+    settings = Settings(pixverse_base_url=url + "/openapi/v2", download_allow_private=True)
+    async with httpx.AsyncClient() as http:
+        async with _open(http, httpx.URL(url + "/slow"), UrlGuard(settings), 30) as response:
+            await _save(response, Path(media) / "job_crashed.mp4", None, 1 << 40)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def _age(path: Path, seconds: float = SWEEP_GRACE_SECONDS + 60) -> Path:
+    """Make ``path`` look ``seconds`` old (a restart that much later)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+    return path
+
+
+def _partials(media: Path) -> list[str]:
+    return sorted(p.name for p in media.glob(".*.part"))
+
+
+async def _until_partial(media: Path) -> Path:
+    async with asyncio.timeout(10):
+        while not (found := list(media.glob(".*.part"))):
+            await asyncio.sleep(0.02)
+    [partial] = found
+    return partial
+
+
+async def test_a_partial_file_left_by_a_killed_download_is_swept_at_start(
+        harness: Harness, origin: tuple[Origin, str]) -> None:
+    _server, url = origin
+    media = Path(harness.settings.media_dir)
+    media.mkdir()
+    crashing = subprocess.Popen([sys.executable, "-c", CRASHING_DOWNLOAD, url, str(media)],
+                                env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        partial = await _until_partial(media)
+    finally:
+        crashing.send_signal(signal.SIGKILL)  # no finally blocks, no cleanup: a crash
+        crashing.wait(10)
+    assert partial.exists()  # what the crash left behind
+    DownloadHandler(harness.settings, {})  # a restart, a little later than the grace period
+    assert partial.exists(), "swept while younger than the grace period"
+    _age(partial)
+    DownloadHandler(harness.settings, {})
+    assert not partial.exists()
+
+
+async def test_only_stale_partial_files_of_ours_are_swept(harness: Harness) -> None:
+    media = Path(harness.settings.media_dir)
+    media.mkdir()
+    stale = media / ".job_a1.x8k2_0qz.part"
+    stale.write_bytes(b"v" * 4096)
+    _age(stale)
+    young = media / ".job_a2.abcdefgh.part"
+    young.write_bytes(b"v")
+    kept = [media / name for name in ("notes.part", ".job_a3.part", "job_a4.mp4",
+                                      ".job_a5.abcdefgh.part.bak")]
+    for path in kept:
+        path.write_bytes(b"keep")
+        _age(path)
+    (media / ".job_a6.abcdefgh.part").symlink_to(harness.tmp_path / "elsewhere")
+    (harness.tmp_path / "elsewhere").write_bytes(b"keep")
+
+    DownloadHandler(harness.settings, {})
+    assert not stale.exists()
+    assert young.exists() and all(path.exists() for path in kept)
+    assert (harness.tmp_path / "elsewhere").exists()
+
+
+async def test_a_failed_attempt_sweeps_what_an_earlier_crash_left(
+        harness: Harness, origin: tuple[Origin, str]) -> None:
+    _server, url = origin
+    settings = local(harness, url)
+    handler = DownloadHandler(settings, {})  # started before the crash below
+    media = Path(settings.media_dir)
+    media.mkdir()
+    left = media / ".job_crashed.q1w2e3r4.part"
+    left.write_bytes(b"v" * 4096)
+    _age(left)
+    job, transition, task = await _job(harness, f"{url}/status/500")
+    with pytest.raises(DownloadError):
+        await handler.run(job, transition, harness.context(task, settings=settings))
+    assert leftovers(harness) == []
+
+
+async def test_a_live_download_is_never_swept(harness: Harness,
+                                              origin: tuple[Origin, str]) -> None:
+    server, url = origin
+    settings = local(harness, url)
+    job, transition, task = await _job(harness, f"{url}/slow")
+    run = asyncio.create_task(_run(harness, settings, job, transition, task))
+    try:
+        live = _age(await _until_partial(Path(settings.media_dir)))  # only its lock protects it
+        DownloadHandler(settings, {})  # another worker starting
+        assert live.exists()
+    finally:
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        server.release.set()
+    assert _partials(Path(settings.media_dir)) == []  # the attempt cleaned up after itself
+
+
 # -- the checks themselves --------------------------------------------------------------------
 
 
@@ -474,7 +595,8 @@ def test_host_allow_list_matching(host: str, allowed: bool) -> None:
     ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),
     ("224.0.0.1", False), ("240.0.0.1", False), ("::1", False), ("::", False),
     ("fe80::1", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
-    ("::ffff:10.0.0.1", False),
+    ("::ffff:10.0.0.1", False), ("127.255.0.9", False), ("fd12:3456::1", False),
+    ("::ffff:169.254.169.254", False),
 ])
 def test_address_classification(address: str, public: bool) -> None:
     assert is_public(address) is public

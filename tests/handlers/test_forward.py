@@ -85,7 +85,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def _settings(harness: Harness, secret: str = SECRET) -> Settings:
-    return dataclasses.replace(harness.settings, forward_secret=secret)
+    # The receivers here live on loopback (test_forward_guard.py tests the guard itself).
+    return dataclasses.replace(harness.settings, forward_secret=secret,
+                               forward_allow_private=True)
 
 
 def _handler(harness: Harness) -> ForwardHandler:
@@ -192,9 +194,28 @@ async def test_410_gone_stops_for_good(harness: Harness, receiver: Receiver) -> 
 
 async def test_500_is_retried_with_backoff(harness: Harness, receiver: Receiver) -> None:
     receiver.answer(500, body="database is down")
-    with pytest.raises(DeliveryError, match="HTTP 500: database is down") as caught:
+    with pytest.raises(DeliveryError, match=r"^HTTP 500 from http://127\.0\.0\.1:\d+/hook: "
+                                            r"database is down$") as caught:
         await _forward(harness, receiver)
     assert not isinstance(caught.value, Retry | PermanentError)
+
+
+async def test_the_error_quotes_only_a_short_printable_excerpt(harness: Harness,
+                                                               receiver: Receiver) -> None:
+    # What /api/tasks and the dashboard show as the run's error: a terminal escape, forged log
+    # lines, a bidirectional override and a page of text must not come through.
+    body = ("\x1b[31mdenied\x1b[0m\r\nFAKE 200 delivered\r\n\u202eevil\x00"
+            + "lorem ipsum " * 100 + "SECRET-TAIL")
+    receiver.answer(502, body=body)
+    with pytest.raises(DeliveryError) as caught:
+        await _forward(harness, receiver)
+    message = str(caught.value)
+    prefix = f"HTTP 502 from {receiver.hook}: "
+    assert message.startswith(prefix)
+    quoted = message.removeprefix(prefix)
+    assert quoted.startswith("[31mdenied [0m FAKE 200 delivered evil lorem ipsum")
+    assert len(quoted) <= 80 and quoted.endswith("…")
+    assert message.isprintable() and "SECRET-TAIL" not in message
 
 
 async def test_429_without_retry_after_is_retried_with_backoff(harness: Harness,
@@ -302,4 +323,7 @@ async def test_secrets_and_url_tokens_stay_out_of_the_logs(
 def test_safe_url_drops_credentials_query_and_fragment() -> None:
     assert (safe_url("https://user:pw@Example.com:8443/in/hook?token=x#frag")
             == "https://example.com:8443/in/hook")
+    # A receiver's Location header can say anything: it is never a crash.
+    assert safe_url("http://hooks.example.com:99999/x?token=y") == "(an unreadable URL)"
+    assert safe_url("http://[::1/x") == "(an unreadable URL)"
 

@@ -14,9 +14,10 @@ T2V: dict[str, Any] = {"prompt": "a lantern", "model": "v6", "duration": 5, "qua
                        "aspect_ratio": "16:9"}
 
 
-def _fails(cls: type[models.PixVerseRequest], payload: dict[str, Any]) -> InvalidRequest:
+def _fails(cls: type[models.PixVerseRequest], payload: dict[str, Any], *,
+           strict: bool = False) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as info:
-        cls.validate_payload(payload)
+        cls.validate_payload(payload, strict=strict)
     return info.value
 
 
@@ -31,7 +32,7 @@ def test_valid_text_to_video_round_trips() -> None:
         ({"model": "v7"}, "model", 400017, "v6"),
         ({"quality": "4k"}, "quality", 400017, "1080p"),
         ({"model": "v5", "duration": 10}, "duration", 400017, 8),
-        ({"model": "v5", "quality": "1080p", "duration": 8}, "duration", 400017, 5),
+        ({"model": "v4", "quality": "1080p", "duration": 8}, "duration", 400017, 5),
         ({"model": "v5.5", "quality": "1080p", "duration": 10}, "duration", 400017, 8),
         ({"duration": 16}, "duration", 400017, 15),
         ({"model": "v5", "aspect_ratio": "21:9"}, "aspect_ratio", 400017, "9:16"),
@@ -42,6 +43,7 @@ def test_valid_text_to_video_round_trips() -> None:
         ({"prompt": "x" * 5001}, "prompt", 400018, None),
         ({"negative_prompt": "x" * 2049}, "negative_prompt", 400019, None),
         ({"motion_mode": "fast"}, "motion_mode", 400017, "v4"),
+        ({"motion_mode": "slow"}, "motion_mode", 400017, "normal"),
         ({"model": "v4", "motion_mode": "fast", "duration": 8}, "motion_mode", 400017, None),
         ({"camera_movement": "zoom_in"}, "camera_movement", 400017, "v4.5"),
         ({"model": "v5", "generate_audio_switch": True}, "generate_audio_switch", 400017, "v6"),
@@ -72,9 +74,11 @@ def test_constructor_validates_before_anything_is_sent() -> None:
         models.TextToVideo(**{**T2V, "model": "v5", "duration": 10})
 
 
-def test_from_params_rejects_unknown_fields_and_wrong_types() -> None:
+def test_from_params_keeps_unknown_fields_and_rejects_wrong_types() -> None:
+    request = models.TextToVideo.from_params({**T2V, "colour": "red"})
+    assert request.extra == {"colour": "red"}
     with pytest.raises(InvalidRequest, match="colour: is not a field of text_to_video"):
-        models.TextToVideo.from_params({**T2V, "colour": "red"})
+        models.TextToVideo.from_params({**T2V, "colour": "red"}, strict=True)
     with pytest.raises(InvalidRequest) as info:
         models.TextToVideo.from_params({**T2V, "duration": "five"})
     assert info.value.err_code == 400013
@@ -122,11 +126,14 @@ def test_aliases_from_older_docs_are_accepted() -> None:
 
 
 def test_edit_endpoints_stop_at_720p() -> None:
-    for cls, extra in ((models.Mimic, {"img_id": 1}),
-                       (models.Swap, {"img_id": 1, "keyframe_id": 1, "mask_id": "9"}),
+    for cls, extra in ((models.Swap, {"img_id": 1, "keyframe_id": 1, "mask_id": "9"}),
                        (models.Modify, {"prompt": "x"})):
         error = _fails(cls, {"source_video_id": 1, "quality": "1080p", **extra})
         assert error.field == "quality" and error.allowed == ("360p", "540p", "720p")
+    # Mimic: the official how-to and spec disagree about 1080p, so only strict mode refuses.
+    mimic = {"source_video_id": 1, "img_id": 1, "quality": "1080p"}
+    models.Mimic.validate_payload(mimic)
+    assert _fails(models.Mimic, mimic, strict=True).allowed == ("360p", "540p", "720p")
 
 
 def test_fusion_references() -> None:
@@ -136,7 +143,9 @@ def test_fusion_references() -> None:
     assert _fails(models.Fusion, {**base, "image_references": refs}).field == "image_references"
     models.Fusion.validate_payload({**base, "model": "v6", "image_references": refs})
     dup = [refs[0], {**refs[1], "ref_name": "r0"}]
-    assert _fails(models.Fusion, {**base, "image_references": dup}).field.endswith("ref_name")
+    models.Fusion.validate_payload({**base, "image_references": dup})  # MCP's rule only
+    assert _fails(models.Fusion, {**base, "image_references": dup},
+                  strict=True).field.endswith("ref_name")
     bad_type = [{**refs[0], "type": "hero"}]
     assert _fails(models.Fusion, {**base, "image_references": bad_type}).allowed == (
         "subject", "background")
@@ -177,5 +186,7 @@ def test_every_generation_kind_has_a_request_type() -> None:
     from service.pixverse.endpoints import ENDPOINTS
 
     for name, endpoint in ENDPOINTS.items():
-        if endpoint.method == "POST" and endpoint.result_kind != "upload":
+        if endpoint.is_generation or name == "swap_mask":
             assert endpoint.request_type is models.REQUEST_TYPES[name]
+        elif endpoint.method == "POST" and endpoint.result_kind != "upload":
+            assert endpoint.request_type is not None and name not in models.REQUEST_TYPES

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.pixverse.client import PixVerseClient
 from service.registry import HandlerSet
 from service.settings import Settings
 from service.simulator import SimulatorConfig
@@ -43,6 +44,7 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def service(self, handlers: HandlerSet | None = None,
+                      client: PixVerseClient | None = None,
                       **overrides: Any) -> AsyncIterator[str]:
         """Run the pixhook app (web, submitter, reconciler, task runner) until the block ends.
 
@@ -50,7 +52,7 @@ class Stack:
         PixVerse's retries of deliveries that failed while it was down reach the new run.
         """
         settings = dataclasses.replace(self.settings, **overrides)
-        app = create_app(settings, handlers=handlers)
+        app = create_app(settings, handlers=handlers, client=client)
         async with running_server(app, port=self.port) as url:
             self.port = int(url.rsplit(":", 1)[1])
             self.service_url = url
@@ -124,6 +126,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             database_url=database_url,
             media_dir=str(tmp_path / "media"),
             download_allow_private=True,  # the simulator serves its media on loopback
+            forward_allow_private=True,  # callback receivers listen on loopback
             public_url=f"http://127.0.0.1:{port}",
             secret_key="test-secret-key",
             task_backoff=0.05,

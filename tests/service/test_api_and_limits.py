@@ -27,7 +27,7 @@ async def test_api_requires_the_bearer_token(stack: Stack) -> None:
 async def test_validation_errors_are_422_naming_the_field(stack: Stack) -> None:
     cases = [
         ({"kind": "text_to_video", "params": {**T2V, "duration": 99}}, "params.duration"),
-        ({"kind": "text_to_video", "params": {**T2V, "colour": "red"}}, "params.colour"),
+        ({"kind": "text_to_video", "params": {**T2V, "seed": -1}}, "params.seed"),
         ({"kind": "text_to_video", "params": {"prompt": "x"}}, "params.model"),
         ({"kind": "make_it_pretty", "params": {}}, "kind"),
         ({"params": T2V}, "kind"),

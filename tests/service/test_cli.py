@@ -126,7 +126,36 @@ async def test_reconcile_balance_and_config(stack: Stack) -> None:
 @pytest.mark.parametrize("command", [
     ["serve"], ["web"], ["worker"], ["sim"], ["demo"], ["submit"], ["status"], ["jobs"],
     ["events"], ["tasks"], ["tasks", "retry"], ["reconcile"], ["balance"], ["config"],
+    ["cancel"],
 ])
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output
+
+
+async def test_cancel(stack: Stack) -> None:
+    stack.sim.generation_seconds = 3.0  # the first job is generating while the CLI runs
+    async with stack.service(max_in_flight=1):
+        first = await stack.submit()
+        await stack.wait_for(first["id"], "generating")
+        waiting = await stack.submit()  # no slot: queued
+        never_sent = await _run(stack, "cancel", waiting["id"])
+        again = await _run(stack, "cancel", waiting["id"], "--json")
+        shown = await _run(stack, "status", waiting["id"])
+        accepted = await _run(stack, "cancel", first["id"])
+        await stack.wait_for(first["id"], "succeeded")
+        other = await stack.submit()
+        await stack.wait_for(other["id"], "succeeded")
+        finished = await _run(stack, "cancel", other["id"])
+        unknown = await _run(stack, "cancel", "job_nope")
+    assert never_sent.exit_code == 0, never_sent.output
+    assert never_sent.stdout == f"job {waiting['id']} cancelled: PixVerse never accepted it\n"
+    assert again.exit_code == 0
+    job = json.loads(again.stdout)
+    assert job["state"] == "rejected" and job["cancelled_at"] is not None
+    assert "\ncancelled   " in shown.stdout
+    assert accepted.exit_code == 0
+    assert "PixVerse has it (generating) and makes the video anyway" in accepted.stdout
+    assert (finished.exit_code, unknown.exit_code) == (1, 1)
+    assert "already succeeded: nothing to cancel" in finished.output
+    assert "no such job" in unknown.output

@@ -62,9 +62,8 @@ async def test_each_bad_input_gets_its_answer_and_changes_nothing(finished) -> N
         # Not signable at all, so fresh valid headers are the best a sender could do.
         "json array": (b"[1, 2]", good_headers, 400),
         "nested value": (b'{"id": "1", "status": {"x": 1}}', good_headers, 400),
-        "status not a number": (*_signed(secret, {"id": "1", "status": "done"}), 400),
-        "unknown status": (*_signed(secret, {"id": "1", "status": 42}), 400),
-        "id not numeric": (*_signed(secret, {"id": "abc", "status": 1}), 400),
+        # A validly signed event is never refused (test_unknown_events.py): PixVerse would
+        # give it up after its retries.
         "wrong content type": (good_body, {**good_headers, "Content-Type": "text/plain"}, 415),
         "huge body": (b"{" + b" " * 70_000 + b"}", good_headers, 413),
     }

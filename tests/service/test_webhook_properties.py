@@ -117,16 +117,24 @@ def test_unsigned_or_forged_requests_never_5xx_and_change_nothing(
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=bodies(), nonce=st.text(alphabet=string.ascii_letters + string.digits,
                                     min_size=1, max_size=40))
-def test_validly_signed_junk_is_a_4xx_never_a_5xx(service: tuple[httpx.Client, str, Path],
-                                                   body: bytes, nonce: str) -> None:
+def test_validly_signed_events_are_taken_and_junk_is_a_4xx_never_a_5xx(
+        service: tuple[httpx.Client, str, Path], body: bytes, nonce: str) -> None:
     client, _, _ = service
     try:
         headers = signature.sign_headers(SECRET, body, nonce=nonce)
+        signable = True
     except Exception:
         # Not a body PixVerse could have signed (not a flat JSON object): sign its bytes as a
         # forger would and expect a refusal all the same.
         headers = {"Webhook-Timestamp": "1", "Webhook-Nonce": nonce, "Webhook-Signature": "x"}
+        signable = False
     headers["Content-Type"] = "application/json"
     response = client.post("/webhooks/pixverse", content=body, headers=headers)
     assert response.status_code < 500, (response.status_code, response.text)
-    assert response.status_code in (200, 400, 401, 409, 413), response.status_code
+    if signable:
+        # PixVerse gives up an event after its retries: whatever a signed flat object says,
+        # it is kept and taken (409 only for a nonce this test drew twice).
+        assert (response.status_code, response.text) in ((200, "ok"), (409, response.text)), (
+            response.status_code, response.text, body)
+    else:
+        assert response.status_code in (400, 401, 413), response.status_code

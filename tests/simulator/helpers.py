@@ -45,9 +45,11 @@ class RecordingDispatcher:
     async def stop(self) -> None:
         self.stopped = True
 
-    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str) -> None:
+    def publish(self, *, api_key: str, payload: dict[str, Any], trace_id: str,
+                url: str | None = None) -> None:
         with self._lock:
-            self.published.append({"api_key": api_key, "payload": payload, "trace_id": trace_id})
+            self.published.append({"api_key": api_key, "payload": payload, "trace_id": trace_id,
+                                   "url": url})
 
     def deliveries(self, video_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:

@@ -274,7 +274,18 @@ def test_mimic_echoes_credit_singular(sim: Sim) -> None:
                                             "quality": "540p"})
     assert set(resp) == {"video_id", "credit"} and resp["credit"] == 50  # 10/s x 5 s
     err(sim.post("/video/mimic/generate", {"video_media_id": video, "img_id": img,
-                                           "quality": "1080p"}), 400017, "quality")
+                                           "quality": "4k"}), 400017, "quality")
+
+
+def test_mimic_1080p_is_for_pixverse_to_decide_unless_strict(sim_factory: Any) -> None:
+    """The official how-to says no 1080p, the official spec lists it: they disagree, so only
+    strict validation refuses it (REFERENCE.md §14)."""
+    body = {"img_id": 0, "quality": "1080p"}
+    for strict, code in ((False, 0), (True, 400017)):
+        sim = sim_factory(strict_validation=strict)
+        body.update(video_media_id=sim.upload_media("dance.mp4", "video/mp4"),
+                    img_id=sim.upload_image())
+        assert sim.post("/video/mimic/generate", body)["ErrCode"] == code
 
 
 def test_modify_and_upscale(sim: Sim) -> None:

@@ -31,6 +31,7 @@ def pixhook_env(*, database_url: str, sim_url: str, webhook_secret: str, tmp_pat
         "PIXVERSE_WEBHOOK_SECRET": webhook_secret,
         "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
         "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1",
+        "PIXHOOK_FORWARD_ALLOW_PRIVATE": "1",  # callback receivers, if any, on loopback
         **extra,
     }
 

@@ -77,6 +77,13 @@ ORDER BY id LIMIT :limit {skip_locked}
 -- name: lease_submission
 UPDATE jobs SET next_attempt_at = :lease_until WHERE id = :id
 
+-- :last_error is NULL for a job PixVerse accepted (its error, if any, stays).
+-- name: cancel_job
+UPDATE jobs SET cancelled_at = :now, last_error = coalesce(:last_error, last_error),
+                updated_at = :now
+WHERE id = :id
+RETURNING *
+
 -- the ledger --------------------------------------------------------------------------------
 
 -- name: insert_transition
@@ -124,6 +131,24 @@ ON CONFLICT (nonce) DO NOTHING
 
 -- name: prune_nonces
 DELETE FROM webhook_nonces WHERE claimed_at < :before
+
+-- dashboard sessions (by the SHA-256 of their id) ---------------------------------------------
+
+-- name: insert_dashboard_session
+INSERT INTO dashboard_sessions (id_sha256, token_fingerprint, created_at, expires_at)
+VALUES (:id_sha256, :token_fingerprint, :now, :expires_at)
+RETURNING *
+
+-- name: live_dashboard_session
+SELECT * FROM dashboard_sessions
+WHERE id_sha256 = :id_sha256 AND revoked_at IS NULL AND expires_at > :now
+
+-- name: revoke_dashboard_session
+UPDATE dashboard_sessions SET revoked_at = :now
+WHERE id_sha256 = :id_sha256 AND revoked_at IS NULL
+
+-- name: prune_dashboard_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= :before
 
 -- the task queue -----------------------------------------------------------------------------
 
@@ -199,3 +224,23 @@ SELECT min(due) AS due FROM (
     UNION ALL
     SELECT min(lease_until) AS due FROM tasks WHERE state = 'running'
 ) AS due
+
+-- idempotency keys (POST /api/jobs with Idempotency-Key; service/store/idempotency.py) -------
+
+-- name: prune_idempotency_keys
+DELETE FROM idempotency_keys WHERE created_at <= :expired_before
+
+-- Another transaction claiming the same key waits here until the first commits (PostgreSQL:
+-- the primary key), then claims nothing, and reads the row instead.
+-- name: claim_idempotency_key
+INSERT INTO idempotency_keys (caller, idempotency_key, request_hash, job_id, created_at)
+VALUES (:caller, :idempotency_key, :request_hash, :job_id, :now)
+ON CONFLICT (caller, idempotency_key) DO NOTHING
+RETURNING *
+
+-- name: get_idempotency_key
+SELECT * FROM idempotency_keys WHERE caller = :caller AND idempotency_key = :idempotency_key
+
+-- name: keep_idempotent_job
+UPDATE idempotency_keys SET job_row = :job_row
+WHERE caller = :caller AND idempotency_key = :idempotency_key
