@@ -2,7 +2,8 @@
 
 * ``POST /api/jobs``        ``{"kind", "params", "callback_url"?, "then"?, "labels"?}`` -> 201
 * ``GET  /api/jobs/{id}``   the job with its transitions, unapplied webhooks and tasks
-* ``GET  /api/jobs``        ``?state=&kind=&limit=&cursor=`` newest first, with ``next_cursor``
+* ``GET  /api/jobs``        ``?state=&kind=&limit=&cursor=`` newest first, with ``next_cursor``;
+  ``?q=`` searches: a job, trace or video id, or text in a prompt or a label (``key=value``)
 * ``POST /api/jobs/{id}/cancel``  cancel a job (``cancelled_at`` is set). One PixVerse has not
   accepted (queued, or submitting without a video id) is ``rejected`` and never sent; if its
   create call is in flight, PixVerse may still make (and charge for) the video, but its answer
@@ -10,8 +11,13 @@
   spent, since PixVerse has no cancel, but no handler or follow-up runs for it. Cancelling
   again answers the same; a job that finished uncancelled is 409
 * ``GET  /api/tasks``       handler tasks, ``?state=dead&job_id=&handler=&limit=``, oldest first
+  (``?order=newest``: newest first, as ``pixhook tasks`` lists them)
 * ``GET  /api/tasks/{id}``  one task with its runs (attempt, outcome, error, duration)
 * ``POST /api/tasks/{id}/retry``  revive a dead task: it runs again now, with fresh attempts
+* ``POST /api/tasks/retry``  revive dead tasks together: ``{"task_ids": [...]}`` or
+  ``{"all": true}``, either narrowed by ``handler`` and ``job_id``; answers the revived ones
+* ``POST /api/tasks/{id}/replay``  run a finished task (succeeded or dead) again: one handler
+  for one transition, a forwarded event re-sent; its runs so far stay in its history
 
 Errors are JSON ``{"error": message, "field": name?}``: 401 without the token, 404 for an
 unknown job or task, 409 for retrying a task that is not dead or cancelling a finished job,
@@ -257,10 +263,17 @@ class JobsAPI:
         try:
             kind = api_input.query_text(query, "kind")
             cursor = api_input.query_text(query, "cursor")
+            term = api_input.query_text(query, "q")
         except InputError as exc:
             return input_error(exc)
-        jobs, next_cursor = await self._store.list_jobs(
-            state=JobState(state) if state else None, kind=kind, limit=limit, cursor=cursor)
+        if term and term.strip():
+            jobs, next_cursor = await self._store.search_jobs(
+                term, state=JobState(state) if state else None, kind=kind, limit=limit,
+                cursor=cursor)
+        else:
+            jobs, next_cursor = await self._store.list_jobs(
+                state=JobState(state) if state else None, kind=kind, limit=limit,
+                cursor=cursor)
         return APIResponse({"jobs": [job_json(j, self._links) for j in jobs],
                             "next_cursor": next_cursor})
 
@@ -285,14 +298,18 @@ class TasksAPI:
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
+        self._settings = settings
         self._guard = BearerGuard(settings)
 
     def routes(self) -> list[Route]:
         return [
             Route("/api/tasks", self._guard(self.list_tasks), methods=["GET"]),
+            Route("/api/tasks/retry", self._guard(self.retry_dead_tasks), methods=["POST"]),
             # Plain {task_id} (not :int) so a malformed id gets this API's JSON 404.
             Route("/api/tasks/{task_id}", self._guard(self.get_task), methods=["GET"]),
             Route("/api/tasks/{task_id}/retry", self._guard(self.retry_task),
+                  methods=["POST"]),
+            Route("/api/tasks/{task_id}/replay", self._guard(self.replay_task),
                   methods=["POST"]),
         ]
 
@@ -301,6 +318,9 @@ class TasksAPI:
         state = query.get("state")
         if state is not None and state not in {s.value for s in TaskState}:
             return error(422, f"unknown task state {state!r}", "state")
+        order = query.get("order", "oldest")
+        if order not in ("oldest", "newest"):
+            return error(422, f"unknown order {order!r} (oldest, newest)", "order")
         limit = _limit(query, default=MAX_PAGE)
         if isinstance(limit, JSONResponse):
             return limit
@@ -311,7 +331,7 @@ class TasksAPI:
             return input_error(exc)
         tasks = await self._store.list_tasks(
             job_id=job_id, state=TaskState(state) if state else None, handler=handler,
-            limit=limit)
+            limit=limit, newest_first=order == "newest")
         return JSONResponse({"tasks": [task_json(t) for t in tasks]})
 
     async def get_task(self, request: Request) -> JSONResponse:
@@ -328,6 +348,32 @@ class TasksAPI:
             return error(404, "no such task")
         try:
             task = await self._store.retry_task(task_id)
+        except TaskNotFoundError:
+            return error(404, "no such task")
+        except TaskStateError as exc:
+            return error(409, str(exc))
+        return JSONResponse(task_json(task))
+
+    async def retry_dead_tasks(self, request: Request) -> JSONResponse:
+        """Revive dead tasks together (:meth:`Store.retry_dead_tasks`): 200 with the revived
+        ones; tasks named that are not dead (or do not exist) are left out."""
+        try:
+            body = await api_input.read_body(request, self._settings)
+            wanted = api_input.bulk_retry(body)
+        except InputError as exc:
+            return input_error(exc)
+        tasks = await self._store.retry_dead_tasks(
+            task_ids=wanted.task_ids, handler=wanted.handler, job_id=wanted.job_id)
+        return JSONResponse({"retried": len(tasks), "tasks": [task_json(t) for t in tasks]})
+
+    async def replay_task(self, request: Request) -> JSONResponse:
+        """Run a finished task again (:meth:`Store.replay_task`): 200 with the task, pending;
+        409 while it is pending or running."""
+        task_id = _task_id(request)
+        if task_id is None:
+            return error(404, "no such task")
+        try:
+            task = await self._store.replay_task(task_id)
         except TaskNotFoundError:
             return error(404, "no such task")
         except TaskStateError as exc:

@@ -16,6 +16,8 @@ is committed, as :class:`InputError` (the API answers ``{"error", "field"}``)::
     a query parameter holding NUL or a surrogate   422     its name
     a path id holding NUL or a surrogate           404     (no row can have that id)
     Idempotency-Key not 1-255 printable ASCII      422     Idempotency-Key
+    bulk retry: neither task_ids nor all: true,    422     task_ids
+      more than MAX_BULK_IDS ids, a non-integer    422     task_ids
 
 Why: PostgreSQL cannot store NUL in text; no UTF-8 exists for a lone surrogate, so SQLite
 kept such a job and every later listing of it failed; JSON has no ``Infinity``; a body nested a
@@ -38,6 +40,10 @@ from starlette.requests import Request
 from service import bodies
 from service.exceptions import ServiceError
 from service.settings import Settings
+from service.store.operator import MAX_BULK_IDS
+
+#: The range of a task id (a 64-bit row id).
+_ROW_ID_RANGE: Final = range(-(2**63), 2**63)
 
 #: Containers nested in a body at most, the body itself counted.
 MAX_DEPTH: Final = 32
@@ -263,3 +269,108 @@ def request_hash(body: Mapping[str, Any]) -> str:
 def caller_id(token: str) -> str:
     """Whose idempotency keys these are: a hash of the bearer token, never the token."""
     return hashlib.sha256(f"pixhook.idempotency:{token}".encode()).hexdigest()
+
+
+# -- POST /api/tasks/retry ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRetry:
+    """Which dead tasks to revive: ``task_ids``, or every one (``None``), narrowed by
+    ``handler`` and ``job_id``."""
+
+    task_ids: list[int] | None
+    handler: str | None
+    job_id: str | None
+
+
+def bulk_retry(body: Mapping[str, Any]) -> BulkRetry:
+    """``{"task_ids": [1, 2]}`` or ``{"all": true}``, each with optional ``handler`` and
+    ``job_id``. Saying which is required: an empty body reviving everything would be an
+    accident waiting to happen."""
+    unknown = sorted(set(body) - {"task_ids", "all", "handler", "job_id"})
+    if unknown:
+        raise InputError(f"unknown field {unknown[0]!r} (task_ids, all, handler, job_id)",
+                         unknown[0])
+    ids = body.get("task_ids")
+    every = body.get("all", False)
+    if not isinstance(every, bool):
+        raise InputError("all must be true or false", "all")
+    if ids is None and not every:
+        raise InputError('name the tasks ("task_ids": [...]) or send "all": true', "task_ids")
+    if ids is not None and every:
+        raise InputError('send "task_ids" or "all": true, not both', "task_ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(map(_is_row_id, ids)):
+            raise InputError("task_ids must be a list of task ids (integers)", "task_ids")
+        if len(ids) > MAX_BULK_IDS:
+            raise InputError(f"at most {MAX_BULK_IDS} task ids at once", "task_ids")
+        ids = [int(i) for i in ids]
+    filters: dict[str, str | None] = {}
+    for name in ("handler", "job_id"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{name} must be a string", name)
+        filters[name] = value
+    return BulkRetry(task_ids=ids, handler=filters["handler"], job_id=filters["job_id"])
+
+
+def _is_row_id(value: Any) -> bool:
+    """An integer in a row id's range; JSON's ``3.0`` is the integer 3 too."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value.is_integer() and int(value) in _ROW_ID_RANGE
+    return isinstance(value, int) and value in _ROW_ID_RANGE
+
+
+# -- GET /api/events ------------------------------------------------------------------------------
+
+#: The event types ``?type=`` takes, by their short names.
+EVENT_TYPES: Final = {"transition", "task_run"}
+LAST_EVENT_ID_HEADER: Final = "Last-Event-ID"
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """What ``GET /api/events`` was asked for. ``after`` is ``None`` when neither
+    ``Last-Event-ID`` nor ``?after=`` says where to start (a stream then starts at the end)."""
+
+    after: int | None
+    job_id: str | None
+    kind: str | None
+    state: str | None
+    type: str | None
+    labels: dict[str, str]
+
+
+def _position(value: str, field: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) >= 2**63:
+        raise InputError(f"{field} must be an event id (a whole number, 0 or more)", field)
+    return int(value)
+
+
+def event_query(request: Request, states: set[str]) -> EventQuery:
+    """``?after=&job=&kind=&state=&type=&label=key=value`` (``label`` repeats; each must
+    match) and the ``Last-Event-ID`` header, which wins over ``after`` (an ``EventSource``
+    reconnecting sends it, with the URL it first used)."""
+    query = request.query_params
+    header = request.headers.get(LAST_EVENT_ID_HEADER)
+    after = query_text(query, "after")
+    position = (_position(header.strip(), LAST_EVENT_ID_HEADER) if header and header.strip()
+                else None if after is None else _position(after, "after"))
+    state = query_text(query, "state")
+    if state is not None and state not in states:
+        raise InputError(f"unknown state {state!r}", "state")
+    kind = query_text(query, "type")
+    if kind is not None and kind not in EVENT_TYPES:
+        raise InputError(f"type must be one of {', '.join(sorted(EVENT_TYPES))}", "type")
+    wanted: dict[str, str] = {}
+    for given in query.getlist("label"):
+        check_text(given, "label")
+        name, equals, value = given.partition("=")
+        if not equals or not name:
+            raise InputError("label must be key=value", "label")
+        wanted[name] = value
+    return EventQuery(after=position, job_id=query_text(query, "job"),
+                      kind=query_text(query, "kind"), state=state, type=kind, labels=wanted)

@@ -16,7 +16,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from service.api import JobsAPI, TasksAPI
+from service.api_reconcile import ReconcileAPI
 from service.dashboard import dashboard_routes
+from service.event_stream import EventsAPI
 from service.health import HealthAPI
 from service.media import MediaLinks
 from service.openapi import routes as openapi_routes
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             Route(WEBHOOK_PATH, services.receiver.endpoint, methods=["POST"]),
             *jobs_api.routes(),
             *tasks_api.routes(),
+            *ReconcileAPI(services.reconciler, settings).routes(),
+            *EventsAPI(services.store, settings).routes(),
             *openapi_routes(),
             *MediaLinks(settings, services.store).routes(),
             *HealthAPI(services.store, settings, metrics=services.metrics,
@@ -65,7 +69,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
 
 def __getattr__(name: str) -> Any:
-    # ``uvicorn service.app:app`` builds the app on first access, from the environment.
+    # ``uvicorn service.app:app`` builds the app on first access, from the environment, and
+    # logs as ``pixhook serve`` does (pixhook's format and secret masking for its own lines).
     if name == "app":
-        return create_app()
+        from service.logs import configure_logging
+
+        settings = Settings.load()
+        configure_logging(settings)
+        return create_app(settings)
     raise AttributeError(name)

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import httpx
 
+from pixhook_sdk import AsyncPixhook
 from service.app import create_app
 from service.pixverse import PixVerseClient
 from service.serving import free_port, running_server
@@ -139,6 +140,7 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
                 jobs = await api.jobs()  # again: downloads record their files on the jobs
                 stats = (await http.get(f"{sim_url}/_sim/stats")).json()
                 delays = list(app.state.services.runner.start_delays)
+                streamed = await _stream_events(api, pixhook_url, settings.api_token, echo)
     status_calls = int(stats["keys"].get(DEFAULT_API_KEY, {}).get("status_calls", 0))
     # /api shows a signed link, never the server's path; the demo's files are on this machine.
     media = Path(media_dir).resolve()
@@ -149,7 +151,7 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
     expected = {"succeeded": 4, "moderation_failed": 1}
     by_state = _count(job["state"] for job in jobs)
     ok = (by_state == expected and status_calls == 0 and len(downloads) == 4
-          and all(task["state"] == "succeeded" for task in tasks))
+          and all(task["state"] == "succeeded" for task in tasks) and streamed)
     if not ok:
         echo("the demo did not end as expected (see above)")
     return 0 if ok else 1
@@ -182,6 +184,32 @@ async def _run_jobs(api: DemoApi, settings: Settings,
             return jobs
         await asyncio.sleep(0.1)
     raise TimeoutError(f"the demo's jobs did not finish in {DEMO_TIMEOUT_SECONDS:.0f} s")
+
+
+async def _stream_events(api: DemoApi, url: str, token: str,
+                         echo: Callable[[str], None]) -> bool:
+    """Replay the whole history through the event stream (the SDK, server-sent events) and
+    check it against the log's JSON pages: the same events, in order, each once."""
+    paged: list[str] = []
+    after = 0
+    while True:
+        page = await api.call("GET", "/api/events", params={"after": str(after),
+                                                             "limit": "1000"})
+        paged += [doc["id"] for doc in page["events"]]
+        if not page["events"]:
+            break
+        after = page["last_id"]
+    streamed: list[str] = []
+    async with AsyncPixhook(url, token) as pixhook:
+        async with asyncio.timeout(DEMO_TIMEOUT_SECONDS):
+            async for event in pixhook.events(after=0):
+                streamed.append(event.id)
+                if event.sequence >= after:
+                    break
+    runs = sum(event_id.startswith("task_run:") for event_id in streamed)
+    echo(f"{'event stream':<18} {len(streamed)} events ({len(streamed) - runs} transitions, "
+         f"{runs} task runs) over GET /api/events, in order, once each")
+    return streamed == paged
 
 
 async def _settle(api: DemoApi) -> list[dict[str, Any]]:

@@ -31,10 +31,14 @@ The PixVerse and storage branches are drawn in more detail (error codes, causes)
     ├── HandlerError                   (service.handler_api) how a handler's task run ends
     │   ├── Retry                      run again after ``after`` seconds
     │   ├── PermanentError             give up now: the task is dead
+    │   │   └── ChatRefusedError       (handlers.chat) Discord, Teams or Telegram said no (4xx)
     │   └── TransientError             failed for now: retried with backoff
     │       ├── DownloadError          (handlers.download) 429/5xx without Retry-After, a
     │       │                          truncated body, a host that does not resolve
     │       ├── SlackDeliveryError     (handlers.slack) Slack unreachable or answering 5xx
+    │       ├── ChatDeliveryError      (handlers.chat) a chat service unreachable or 5xx
+    │       ├── AppriseDeliveryError   (handlers.apprise_notify) Apprise could not notify
+    │       ├── BrokerUnavailableError (handlers.brokers) a sink did not acknowledge
     │       └── DeliveryError          (handlers.forward) the callback_url did not take the event
     ├── BodyError                      (service.bodies) a request body not read whole
     │   ├── BodyTooLargeError          over the endpoint's size cap

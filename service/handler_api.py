@@ -63,6 +63,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
+from service.events import EventType, JobEvent, event_document, transition_event
 from service.exceptions import ServiceError
 from service.handler_errors import HandlerError, PermanentError, Retry, TransientError
 from service.lifecycle import TERMINAL_STATES, JobState
@@ -87,11 +88,13 @@ __all__ = [
     "VIDEO_INPUT_FIELD",
     "AddressGuard",
     "BaseHandler",
+    "EventType",
     "Handler",
     "HandlerContext",
     "HandlerError",
     "HandlerFactory",
     "Job",
+    "JobEvent",
     "JobState",
     "JobsView",
     "PermanentError",
@@ -104,6 +107,7 @@ __all__ = [
     "Task",
     "TransientError",
     "Transition",
+    "event_document",
     "excerpt",
     "is_public",
     "media_url",
@@ -112,6 +116,7 @@ __all__ = [
     "redact",
     "reported_video",
     "retry_after_seconds",
+    "transition_event",
 ]
 
 

@@ -1,11 +1,14 @@
 """``/healthz``, ``/readyz`` and ``/metrics``: what load balancers and Prometheus ask.
 
 * ``GET /healthz``: 200 ``ok`` while the process serves requests (liveness: restart me if not).
-* ``GET /readyz``: 200 ``{"database": "ok", "worker": ...}`` when the database answers a read
-  and, in a process that runs the task runner, the runner's loop beat recently; else 503 with
-  the same body saying which part failed (readiness: send me no traffic until it passes).
-  ``worker`` is ``ok``, ``stale``, ``starting`` (no beat yet) or ``not running here`` for a
-  web-only process, which stays ready on the database alone.
+* ``GET /readyz``: 200 ``{"database": "ok", "worker": "ok", "settings": "ok"}`` when the
+  database answers a read, some worker beat recently (the heartbeat rows every worker writes,
+  :mod:`service.heartbeat`; in ``pixhook serve`` the process's own task runner counts too),
+  and no setting the process's role needs is missing (:mod:`service.startup`); else 503
+  with the same body saying which part failed and a ``reason`` line (readiness: send me no
+  traffic until it passes). ``worker`` is ``ok``, ``starting`` (this process's runner has not
+  beaten yet), ``stale`` (the newest beat is too old) or ``none`` (no worker is running).
+  A web process without workers is not ready: webhooks would be accepted and nothing run.
 * ``GET /metrics``: :class:`service.metrics.Metrics` in the Prometheus text format. Open by
   default, on the assumption that it is reached only from the private network; with
   ``PIXHOOK_METRICS_TOKEN`` set it wants ``Authorization: Bearer <token>``.
@@ -20,7 +23,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,15 +32,10 @@ from starlette.routing import Route
 
 from service.metrics import CONTENT_TYPE, Metrics
 from service.settings import Settings
+from service.startup import Role, missing
 from service.store import Store
-from service.worker import POLL_INTERVAL_SECONDS
 
 logger = logging.getLogger(__name__)
-
-#: A runner whose loop has not beaten for this long is stale. Its loop beats at least once a
-#: poll interval; the margin covers a slow store write or a busy event loop.
-HEARTBEAT_STALE_SECONDS: Final = 3 * POLL_INTERVAL_SECONDS + 7.0
-
 
 class Heartbeat(Protocol):
     """What readiness reads from a task runner (:class:`service.worker.TaskRunner`)."""
@@ -51,18 +49,21 @@ class HealthAPI:
 
     :param runner: the process's task runner, or ``None`` where none runs (``pixhook web``).
     :param metrics: what ``/metrics`` shows; ``None`` leaves ``/metrics`` out.
-    :param stale_after: seconds without a runner heartbeat before ``/readyz`` fails.
+    :param stale_after: seconds without a worker heartbeat before ``/readyz`` fails
+        (default ``PIXHOOK_WORKER_STALE_AFTER``).
+    :param role: whose required settings are checked (default ``serve`` with a runner,
+        ``web`` without).
     """
 
     def __init__(self, store: Store, settings: Settings, *, metrics: Metrics | None = None,
-                 runner: Heartbeat | None = None,
-                 stale_after: float = HEARTBEAT_STALE_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 runner: Heartbeat | None = None, stale_after: float | None = None,
+                 role: Role | None = None, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._settings = settings
         self._metrics = metrics
         self._runner = runner
-        self._stale_after = stale_after
+        self._stale_after = settings.worker_stale_after if stale_after is None else stale_after
+        self._role: Role = role or ("serve" if runner is not None else "web")
         self._clock = clock
 
     def routes(self) -> list[Route]:
@@ -81,9 +82,17 @@ class HealthAPI:
         return PlainTextResponse("ok")
 
     async def readyz(self, request: Request) -> JSONResponse:
-        checks = {"database": await self._database(), "worker": self._worker()}
-        ready = checks["database"] == "ok" and checks["worker"] in ("ok", "not running here")
-        return JSONResponse(checks, status_code=200 if ready else 503)
+        database = await self._database()
+        worker, why_not = await self._worker(database == "ok")
+        lacking = missing(self._settings, self._role)
+        body = {"database": database, "worker": worker,
+                "settings": "missing " + ", ".join(line.split()[0] for line in lacking)
+                if lacking else "ok"}
+        reasons = ([] if database == "ok" else ["the database does not answer"]) \
+            + ([why_not] if why_not else []) + lacking
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        return JSONResponse(body, status_code=503 if reasons else 200)
 
     async def metrics(self, request: Request) -> Response:
         assert self._metrics is not None  # routes() mounts this only with metrics
@@ -106,13 +115,28 @@ class HealthAPI:
             return "failed"
         return "ok"
 
-    def _worker(self) -> str:
-        if self._runner is None:
-            return "not running here"
-        beat = self._runner.heartbeat_at
-        if beat is None:
-            return "starting"
-        return "ok" if self._clock() - beat <= self._stale_after else "stale"
+    async def _worker(self, database_ok: bool) -> tuple[str, str | None]:
+        """The worker check and, when it fails, why."""
+        now = self._clock()
+        own = None if self._runner is None else self._runner.heartbeat_at
+        if own is not None and now - own <= self._stale_after:
+            return "ok", None
+        newest = None
+        if database_ok:
+            try:
+                newest = await self._store.newest_worker_beat()
+            except Exception:
+                logger.exception("readiness: reading worker heartbeats failed",
+                                 extra={"action": "readyz"})
+        if newest is not None and now - newest <= self._stale_after:
+            return "ok", None
+        if self._runner is not None and own is None and newest is None:
+            return "starting", "this process's worker has not started yet"
+        if newest is None and own is None:
+            return "none", "no worker is running (start `pixhook worker`)"
+        last = max(t for t in (own, newest) if t is not None)
+        return "stale", (f"no worker has beaten for {now - last:.0f} s (stale after "
+                         f"{self._stale_after:g} s): frozen, overloaded or gone")
 
     def _authorised(self, request: Request) -> bool:
         expected = self._settings.metrics_token

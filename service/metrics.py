@@ -39,9 +39,11 @@ type), ``bad_signature``, ``stale``, ``malformed``, ``too_large``, ``unsupported
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, TypeVar
 
+from service import process_metrics
 from service.lifecycle import JobState
 from service.store import Store, TaskState, TransitionResult
 
@@ -104,7 +106,8 @@ def _escape_help(text: str) -> str:
 def _labels(names: Sequence[str], values: Sequence[str]) -> str:
     if not names:
         return ""
-    pairs = ",".join(f'{name}="{_escape_label(value)}"' for name, value in zip(names, values, strict=True))
+    pairs = ",".join(f'{name}="{_escape_label(value)}"'
+                     for name, value in zip(names, values, strict=True))
     return "{" + pairs + "}"
 
 
@@ -153,6 +156,12 @@ class Counter(_Metric):
 
     def value(self, **labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
+
+    def sum(self, **labels: str) -> float:
+        """The total of every label set that has these values (others: any)."""
+        wanted = [(self.label_names.index(name), value) for name, value in labels.items()]
+        return sum(count for key, count in self._values.items()
+                   if all(key[i] == value for i, value in wanted))
 
     def _samples(self) -> Iterator[str]:
         for key, value in sorted(self._values.items()):
@@ -275,6 +284,26 @@ class Metrics:
                              "Handler tasks by state: pending, running, dead (queue depth).",
                              ("state",))
         self.jobs = r.gauge("pixhook_jobs", "Jobs, by state.", ("state",))
+        self.alerts = r.gauge(
+            "pixhook_alert_active",
+            "1 while an alert's cause is active (service/alerts.py), by cause; 0 otherwise.",
+            ("cause",))
+        self.build_info = r.gauge("pixhook_build_info",
+                                  "Always 1; the labels say which pixhook this is.",
+                                  tuple(process_metrics.build_labels()))
+        self.build_info.set(1.0, **process_metrics.build_labels())
+        self.process = {name: r.gauge(name, help) for name, help in (
+            ("process_cpu_seconds_total", "User and system CPU time spent, in seconds."),
+            ("process_resident_memory_bytes", "Resident memory size, in bytes."),
+            ("process_open_fds", "Open file descriptors."),
+            ("process_max_fds", "The soft limit of open file descriptors."),
+            ("process_start_time_seconds", "When the process started, in Unix seconds."))}
+        self.worker_heartbeat_age = r.gauge(
+            "pixhook_worker_heartbeat_age_seconds",
+            "Seconds since any worker's newest heartbeat (absent: no worker ever beat).")
+        self.oldest_task_age = r.gauge(
+            "pixhook_oldest_queued_task_age_seconds",
+            "Seconds the longest-waiting due handler task has waited (0: none waiting).")
         self.collect_errors = r.counter(
             "pixhook_metrics_collect_errors_total",
             "Scrapes whose store reading failed (the store gauges are left out then).")
@@ -320,14 +349,24 @@ class Metrics:
         try:
             tasks = await store.count_tasks_by_state(QUEUE_STATES)
             jobs = await store.count_jobs_by_state()
+            newest_beat = await store.newest_worker_beat()
+            oldest_due = await store.oldest_due_task()
         except Exception:
             self.tasks.clear()
             self.jobs.clear()
+            self.worker_heartbeat_age.clear()
+            self.oldest_task_age.clear()
             self.collect_errors.inc()
             raise
         # Every state is shown, at zero too, so a dashboard's series never vanish.
         self.tasks.replace(({"state": s.value}, float(tasks.get(s, 0))) for s in QUEUE_STATES)
         self.jobs.replace(({"state": s.value}, float(jobs.get(s, 0))) for s in JobState)
+        now = time.time()
+        self.worker_heartbeat_age.replace(
+            [] if newest_beat is None else [({}, max(0.0, now - newest_beat))])
+        self.oldest_task_age.set(0.0 if oldest_due is None else max(0.0, now - oldest_due))
 
     def render(self) -> str:
+        for name, value in process_metrics.process_readings().items():
+            self.process[name].set(value)
         return self.registry.render()

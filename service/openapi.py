@@ -18,6 +18,7 @@ from service.api import MAX_PAGE
 from service.lifecycle import JobState, TransitionSource
 from service.pixverse.models import REQUEST_TYPES
 from service.store import TaskRunOutcome, TaskState
+from service.store.operator import MAX_BULK_IDS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -178,6 +179,65 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
 
+
+def _bulk_retry(*, task_ids: bool) -> dict[str, Any]:
+    """A bulk retry body: the tasks by id, or ``"all": true`` (one of them, not both)."""
+    narrow = {"handler": _TEXT, "job_id": _TEXT}
+    if task_ids:
+        ids = {"type": "array", "maxItems": MAX_BULK_IDS, "items": {
+            "type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}}
+        return {"type": "object", "required": ["task_ids"], "additionalProperties": False,
+                "properties": {"task_ids": ids, "all": {"const": False}, **narrow}}
+    return {"type": "object", "required": ["all"], "additionalProperties": False,
+            "properties": {"all": {"const": True}, **narrow}}
+
+SCHEMAS["Event"] = {
+    "type": "object", "description": "A versioned, CloudEvents-style event (service/events.py)",
+    "required": ["specversion", "dataversion", "id", "source", "type", "subject", "time",
+                 "datacontenttype", "sequence", "data"],
+    "properties": {
+        "specversion": {"const": "1.0"}, "dataversion": {"type": "integer"},
+        "id": _STRING, "source": _STRING,
+        "type": {"enum": ["io.pixhook.job.transition", "io.pixhook.task.run"]},
+        "subject": _STRING, "time": _STRING, "datacontenttype": {"const": "application/json"},
+        "sequence": {"type": "integer", "minimum": 1},
+        "data": {"type": "object", "required": ["job"], "properties": {
+            "job": {"type": "object", "required": ["id", "kind", "state", "labels"],
+                    "properties": {"id": _STRING, "kind": _STRING,
+                                   "state": {"enum": _JOB_STATES}, "labels": _STRING_MAP}},
+            "transition": {"type": "object"}, "task_run": {"type": "object"}}}}}
+
+_EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_EVENTS: dict[str, Any] = {
+    "summary": "Events: transitions and task runs, live or paged", "operationId": "events",
+    "description": (
+        "With `Accept: text/event-stream`, server-sent events (`id:` the event's `sequence`, "
+        "`event:` its type, `data:` the event), live, with `: heartbeat` comments; the stream "
+        "starts after `Last-Event-ID`, else `after`, else at the end, and ends after a "
+        "minute (reconnect with `Last-Event-ID`: nothing is missed or repeated). Otherwise "
+        "one JSON page after `after` (default 0); ask again with `after=last_id`."),
+    "parameters": [
+        _query("after", _EVENT_ID, "Events after this sequence"),
+        _query("job", _TEXT, "Only this job's events"),
+        _query("kind", _TEXT, "Only events of jobs of this kind"),
+        _query("state", {"enum": _JOB_STATES}, "Only events after which the job is in this state"),
+        _query("type", {"enum": sorted(api_input.EVENT_TYPES)}, "Only this type of event"),
+        _query("label", {"type": "string", "pattern": "^[^=\\u0000]+=[^\\u0000]*$"},
+               "Only events of jobs with this label (`key=value`)"),
+        _query("limit", _LIMIT, "Page size (JSON pages)"),
+        {"name": api_input.LAST_EVENT_ID_HEADER, "in": "header", "required": False,
+         "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+         "description": "Resume the stream after this event (wins over `after`)"},
+    ],
+    "responses": {"200": {"description": "A page of events, or the stream", "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["events", "last_id"],
+            "properties": {"events": {"type": "array", "items": _ref("Event")},
+                           "last_id": {"type": "integer", "minimum": 0}}}},
+        "text/event-stream": {"schema": _STRING}}},
+        **_errors(401, 422)},
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "pixhook", "version": __version__,
@@ -223,6 +283,9 @@ DOCUMENT: dict[str, Any] = {
                     _query("kind", _TEXT, "Only jobs of this kind"),
                     _query("limit", _LIMIT, "Page size"),
                     _query("cursor", _TEXT, "next_cursor of the page before"),
+                    _query("q", _TEXT, "Search: a job id, trace id or video id, or text in "
+                                       "a prompt (any param) or a label (`key=value` for "
+                                       "one label); with state and kind, within them"),
                 ],
                 "responses": {"200": _json({
                     "type": "object", "required": ["jobs", "next_cursor"],
@@ -251,9 +314,12 @@ DOCUMENT: dict[str, Any] = {
                           "409": _json(_ref("Error"), "The job finished; nothing to cancel")},
         }},
         "/api/tasks": {"get": {
-            "summary": "List handler tasks, oldest first", "operationId": "listTasks",
+            "summary": "List handler tasks, oldest first (newest with order=newest)",
+            "operationId": "listTasks",
             "parameters": [
                 _query("state", {"enum": sorted(s.value for s in TaskState)}, "Task state"),
+                _query("order", {"enum": ["oldest", "newest"]},
+                       "oldest (the default) or newest first"),
                 _query("job_id", _TEXT, "Only this job's tasks"),
                 _query("handler", _TEXT, "Only this handler's tasks"),
                 _query("limit", _LIMIT, "How many"),
@@ -274,6 +340,48 @@ DOCUMENT: dict[str, Any] = {
             "responses": {"200": _json(_ref("Task"), "The task, pending again"),
                           **_errors(401, 404, 409)},
         }},
+        "/api/tasks/retry": {"post": {
+            "summary": "Run dead tasks again, together", "operationId": "retryDeadTasks",
+            "description": (
+                "Revives the dead tasks named by `task_ids`, or every dead task with "
+                "`\"all\": true`; either narrowed by `handler` and `job_id`. Named tasks "
+                "that are not dead are left alone. Each revived task runs again now with a "
+                "fresh budget of attempts; its runs so far stay in its history."),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [_bulk_retry(task_ids=True), _bulk_retry(task_ids=False)]}}}},
+            "responses": {"200": _json({
+                "type": "object", "required": ["retried", "tasks"],
+                "properties": {"retried": {"type": "integer"},
+                               "tasks": {"type": "array", "items": _ref("Task")}}},
+                "The revived tasks, pending"), **_errors(401, 408, 413, 422)},
+        }},
+        "/api/tasks/{task_id}/replay": {"post": {
+            "summary": "Run a finished task again (replay)", "operationId": "replayTask",
+            "description": (
+                "Re-runs one handler for one transition: a succeeded or dead task goes back "
+                "to pending, runs now with a fresh budget of attempts, and its runs so far "
+                "stay in its history. Replaying a `forward` task re-sends that event (same "
+                "`webhook-id`)."),
+            "parameters": [_path("task_id", {"type": "integer"})],
+            "responses": {"200": _json(_ref("Task"), "The task, pending again"),
+                          **_errors(401, 404),
+                          "409": _json(_ref("Error"),
+                                       "The task is pending or running: it runs anyway")},
+        }},
+        "/api/reconcile": {"post": {
+            "summary": "Run one reconciler pass now", "operationId": "reconcile",
+            "description": (
+                "Polls PixVerse about the jobs whose webhook is overdue (after "
+                "PIXHOOK_WEBHOOK_GRACE; every open job with PIXHOOK_POLL_MODE=always; none "
+                "with off), as the worker's passes do, and answers how many status calls it "
+                "made. Safe beside the worker: overdue jobs are claimed by one pass at a "
+                "time. What `pixhook reconcile` calls."),
+            "responses": {"200": _json({
+                "type": "object", "required": ["polled"],
+                "properties": {"polled": {"type": "integer", "minimum": 0}}},
+                "The number of status calls made"), **_errors(401)},
+        }},
+        "/api/events": {"get": _EVENTS},
     },
 }
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -73,7 +74,7 @@ class WebhookReceiver:
         if outcome == "client_disconnected":  # routine on a flaky network; nobody to answer
             logger.debug("webhook sender hung up mid-body",
                          extra={"action": "webhook", "outcome": outcome})
-        elif response.status_code != 200:
+        elif response.status_code != 200 and outcome != "bad_signature":  # logged above
             logger.info("webhook refused: %s (%s)", outcome, bytes(response.body).decode(),
                         extra={"action": "webhook", "outcome": outcome})
         return response
@@ -107,6 +108,11 @@ class WebhookReceiver:
         except StaleTimestampError as exc:
             return "stale", _answer(401, str(exc))
         except SignatureError as exc:
+            # WARNING, not INFO: every webhook refused like this is a job that finishes only
+            # when the reconciler polls. The id is unverified, but it is what finds the job.
+            logger.warning("webhook refused: bad_signature (claims video id %s): "
+                           "PIXVERSE_WEBHOOK_SECRET is probably wrong", _claimed_id(body),
+                           extra={"action": "webhook", "outcome": "bad_signature"})
             return "bad_signature", _answer(401, str(exc))
         read = _read_event(event.payload)
         if isinstance(read, _Unusable):
@@ -188,6 +194,17 @@ def _read_event(payload: dict[str, Any]) -> tuple[int, lifecycle.JobState] | _Un
     except lifecycle.UnknownStatusError:
         return _Unusable("unknown_status", video_id,
                          f"unknown PixVerse status {_shown(status)}; the job is unchanged")
+
+
+def _claimed_id(body: bytes) -> str:
+    """The video id an unverified body claims, for the log: digits only, else ``unknown``."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # junk, or nested too deep to parse
+        return "unknown"
+    raw = payload.get("id") if isinstance(payload, dict) else None
+    text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+    return text if text.isascii() and text.isdigit() and len(text) <= 19 else "unknown"
 
 
 def _shown(value: object) -> str:

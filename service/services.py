@@ -23,11 +23,14 @@ from typing import Final
 import httpx
 
 from service import store as store_module
+from service.alerts import AlertMonitor
+from service.heartbeat import HeartbeatLoop
 from service.metrics import Metrics
 from service.pixverse.client import PixVerseClient
 from service.receiver import WebhookReceiver
 from service.reconciler import Reconciler
 from service.registry import HandlerSet
+from service.retention import Pruner
 from service.settings import Settings
 from service.store import Store
 from service.submission import Submitter
@@ -57,6 +60,7 @@ class Services:
     runner: TaskRunner
     http: httpx.AsyncClient
     metrics: Metrics
+    alerts: AlertMonitor
 
     async def open(self) -> None:
         await self.store.open()
@@ -66,11 +70,19 @@ class Services:
         await self.client.aclose()
         await self.store.close()
 
-    async def run_worker(self, stop: asyncio.Event) -> None:
-        """Run the submitter, the reconciler and the task runner until ``stop`` is set."""
+    async def run_worker(self, stop: asyncio.Event,
+                         roles: tuple[str, ...] = ("worker",)) -> None:
+        """Run the submitter, the reconciler and the task runner until ``stop`` is set, with
+        the heartbeat that shows this worker (and its ``roles``) to every process, and the
+        retention passes that keep the database bounded."""
+        heartbeat = HeartbeatLoop(self.store, self.runner, roles=roles,
+                                  stale_after=self.settings.worker_stale_after)
         loops = [asyncio.create_task(self.submitter.run(stop), name="submitter"),
                  asyncio.create_task(self.reconciler.run(stop), name="reconciler"),
-                 asyncio.create_task(self.runner.run(stop), name="task-runner")]
+                 asyncio.create_task(self.runner.run(stop), name="task-runner"),
+                 asyncio.create_task(heartbeat.run(stop), name="heartbeat"),
+                 asyncio.create_task(Pruner(self.store, self.settings).run(stop),
+                                     name="retention")]
         try:
             await asyncio.gather(*loops)
         finally:
@@ -104,6 +116,7 @@ def build_services(settings: Settings, *, store: Store | None = None,
         reconciler=Reconciler(store, client, settings, metrics=metrics),
         receiver=WebhookReceiver(store, settings, metrics=metrics),
         handlers=handlers, http=http, metrics=metrics,
+        alerts=AlertMonitor(store, settings, metrics, http=http),
         runner=TaskRunner(store, handlers, settings, http=http, submit=submitter.submit,
                           metrics=metrics),
     )
@@ -114,11 +127,14 @@ async def running(services: Services, *, worker: bool) -> AsyncIterator[Services
     """Open the services and, for the worker role, run its loops until the block ends."""
     stop = asyncio.Event()
     await services.open()
-    loop = asyncio.create_task(services.run_worker(stop)) if worker else None
+    loop = (asyncio.create_task(services.run_worker(stop, ("web", "worker")))
+            if worker else None)
+    alerts = asyncio.create_task(services.alerts.run(stop), name="alerts")
     try:
         yield services
     finally:
         stop.set()
+        await asyncio.gather(alerts, return_exceptions=True)
         if loop is not None:
             await asyncio.gather(loop, return_exceptions=True)
         await services.close()
@@ -144,11 +160,16 @@ async def run_worker_process(settings: Settings, *, health_host: str = "0.0.0.0"
         async with contextlib.AsyncExitStack() as stack:
             if health_port is not None:
                 health = HealthAPI(services.store, settings, metrics=services.metrics,
-                                   runner=services.runner)
+                                   runner=services.runner, role="worker")
                 url = await stack.enter_async_context(
                     running_server(health.app(), host=health_host, port=health_port))
                 logger.info("worker health and metrics on %s", url, extra={"action": "worker"})
-            await services.run_worker(stop)
+            alerts = asyncio.create_task(services.alerts.run(stop), name="alerts")
+            try:
+                await services.run_worker(stop)
+            finally:
+                stop.set()
+                await asyncio.gather(alerts, return_exceptions=True)
     finally:
         await services.close()
         logger.info("worker stopped", extra={"action": "worker"})

@@ -142,6 +142,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_IDEMPOTENCY_TTL", 86400.0,
             "Seconds an Idempotency-Key of POST /api/jobs is kept: the same request with it "
             "replays the job it made; after this it counts as new.", _seconds),
+    Setting("PIXHOOK_EVENTS_POLL_INTERVAL", 0.5,
+            "Seconds between looks at the event log for each open GET /api/events stream "
+            "(the log is shared by every replica).", _seconds),
+    Setting("PIXHOOK_EVENTS_HEARTBEAT", 15.0,
+            "Seconds of silence after which a GET /api/events stream sends a comment line, "
+            "so proxies and clients know it is alive.", _seconds),
     Setting("PIXHOOK_MAX_IN_FLIGHT", 0,
             "Most jobs submitted to PixVerse and not finished at once (0 = no local limit).",
             _positive_int),
@@ -227,6 +233,40 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_LOG_FORMAT", "text",
             "text: one readable line per event; json: one JSON object per line (with job_id, "
             "task_id, action).", _log_format),
+    Setting("PIXHOOK_ACCESS_LOG", False,
+            "Log one line per HTTP request (uvicorn's access log, in pixhook's log format).",
+            _boolean),
+    Setting("PIXHOOK_ALERT_SLACK_URL", "",
+            "Slack incoming-webhook URL alerts (and their recoveries) are posted to; empty: "
+            "alerts are only logged, counted and shown on the dashboard.", secret=True),
+    Setting("PIXHOOK_ALERT_CHECK_INTERVAL", 30.0,
+            "Seconds between two looks at what alerts watch.", _seconds),
+    Setting("PIXHOOK_ALERT_INTERVAL", 3600.0,
+            "Seconds between two messages about one cause while it lasts.", _seconds),
+    Setting("PIXHOOK_ALERT_CLEAR_AFTER", 600.0,
+            "Seconds a cause must stay unseen before its alert clears (\"recovered\").",
+            _seconds),
+    Setting("PIXHOOK_ALERT_QUEUE_AGE", 300.0,
+            "Seconds a due handler task may wait for a worker before an alert.", _seconds),
+    Setting("PIXHOOK_ALERT_SUBMIT_STUCK", 600.0,
+            "Seconds a job may stay in submitting before an alert.", _seconds),
+    Setting("PIXHOOK_DEV", False,
+            "Development mode: serve, web and worker start even without the API key, webhook "
+            "secret or API token (each missing one is a warning, and /readyz says 503).",
+            _boolean),
+    Setting("PIXHOOK_WORKER_STALE_AFTER", 15.0,
+            "Seconds without any worker's heartbeat before /readyz says 503; workers beat "
+            "every third of this.", _seconds),
+    Setting("PIXHOOK_RETENTION_DAYS", 30.0,
+            "Days the history of a finished job (transitions, deliveries, tasks and their "
+            "runs) is kept; the worker prunes older history in small batches (0 = keep).",
+            _seconds),
+    Setting("PIXHOOK_MEDIA_RETENTION_DAYS", 0.0,
+            "Days a finished job's downloaded video is kept in PIXHOOK_MEDIA_DIR (0 = keep).",
+            _seconds),
+    Setting("PIXHOOK_RETENTION_INTERVAL", 3600.0,
+            "Seconds between the worker's retention passes (0 = never; `pixhook prune` still "
+            "works).", _seconds),
 )
 
 _BY_ATTR: Final = {s.attr: s for s in SETTINGS}
@@ -249,6 +289,8 @@ class Settings:
     api_token: str = dataclasses.field(default="", repr=False)
     api_max_bytes: int = 1024 * 1024
     idempotency_ttl: float = 86400.0
+    events_poll_interval: float = 0.5
+    events_heartbeat: float = 15.0
     max_in_flight: int = 0
     submit_max_attempts: int = 8
     poll_mode: str = "fallback"
@@ -279,6 +321,18 @@ class Settings:
     metrics_token: str = dataclasses.field(default="", repr=False)
     log_level: str = "info"
     log_format: str = "text"
+    access_log: bool = False
+    alert_slack_url: str = dataclasses.field(default="", repr=False)
+    alert_check_interval: float = 30.0
+    alert_interval: float = 3600.0
+    alert_clear_after: float = 600.0
+    alert_queue_age: float = 300.0
+    alert_submit_stuck: float = 600.0
+    dev: bool = False
+    worker_stale_after: float = 15.0
+    retention_days: float = 30.0
+    media_retention_days: float = 0.0
+    retention_interval: float = 3600.0
     #: Per-handler configuration: ``{"slack": {"states": "succeeded,failed", ...}}``, from
     #: ``[handler.NAME]`` tables in pixhook.toml and ``PIXHOOK_HANDLER_NAME_OPTION`` variables.
     handler_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(

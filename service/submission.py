@@ -8,7 +8,8 @@
   stays ``submitting`` and is sent again later with the **same trace id**, so PixVerse answers
   with the video it already made instead of making a second one;
 * 500044, or the local ``PIXHOOK_MAX_IN_FLIGHT`` limit -> the job goes back to ``queued`` and
-  waits for a slot;
+  waits for a slot; after a 500044 (or a 429) no new job is sent until PixVerse's wait has
+  passed, so what PixVerse accepts sets the pace, not a fixed batch;
 * any other PixVerse error -> ``rejected``, with the ErrCode and message in ``last_error``;
 * anything unexpected (a bug, an answer of an unexpected shape, the store failing) -> counted
   like an ambiguous failure: ``last_error`` names it, the job is sent again later with the same
@@ -64,8 +65,12 @@ RETRY_CAP_SECONDS: Final = 60.0
 #: timeout, and the rest is margin for the bookkeeping around it. After a crash, a job caught
 #: mid-submission waits out the lease before it is retried (with the same trace id).
 LEASE_TIMEOUTS: Final = 2.0
-#: Attempts sent to PixVerse at once.
-MAX_CONCURRENT_ATTEMPTS: Final = 16
+#: Attempts sent to PixVerse at once, at most: the PixVerse client's connection pool (httpx's
+#: default, 100 connections), so an attempt waits for PixVerse, not for a connection. It is a
+#: ceiling, not a batch: a slot is refilled as soon as its attempt ends. What limits submission
+#: is PixVerse's answers (500044 and 429 hold new attempts back, below) and
+#: ``PIXHOOK_MAX_IN_FLIGHT``.
+MAX_CONCURRENT_ATTEMPTS: Final = 100
 #: Longest description of an unexpected failure kept in ``last_error``.
 MAX_UNEXPECTED_CHARS: Final = 300
 
@@ -160,6 +165,11 @@ class Submitter:
         #: the claim asks the store for no more than the free slots).
         self._attempting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: No new attempt starts before this time: PixVerse said it is full (500044) or asked
+        #: us to slow down (429). Sending more meanwhile would only earn the same answer.
+        self.hold_until = 0.0
+        #: Whether the last pass took as many jobs as it asked for (more may be due at once).
+        self._more_due = False
         #: Where created jobs and transitions are counted (``None``: nowhere).
         self.metrics = metrics
 
@@ -252,14 +262,22 @@ class Submitter:
     async def run(self, stop: asyncio.Event) -> None:
         """Send due jobs until ``stop`` is set; a failed pass is logged and the loop goes on."""
         while not stop.is_set():
+            # Cleared before the pass, so a job added or an attempt ended meanwhile still wakes
+            # the wait below.
+            self._wake.clear()
+            self._more_due = False
             try:
                 await self.run_once()
             except Exception:
                 logger.exception("submission pass failed")
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()),
-                       asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=SUBMIT_INTERVAL_SECONDS,
+            if self._more_due:
+                continue  # the pass was full: take the next due jobs at once
+            held = self.hold_until - self._clock()
+            waiters = [asyncio.ensure_future(stop.wait())]
+            if held <= 0:
+                waiters.append(asyncio.ensure_future(self._wake.wait()))
+            await asyncio.wait(waiters, timeout=SUBMIT_INTERVAL_SECONDS if held <= 0 else
+                               min(SUBMIT_INTERVAL_SECONDS, held),
                                return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
@@ -274,11 +292,12 @@ class Submitter:
         """Claim due jobs from the store (within the in-flight limit, atomically across every
         process sharing it) and start an attempt for each; return how many."""
         free = MAX_CONCURRENT_ATTEMPTS - len(self._attempting)
-        if free <= 0:
+        if free <= 0 or self._clock() < self.hold_until:
             return 0
         claimed = await self._store.claim_submissions(
             self._clock(), limit=free, lease_seconds=self._lease,
             max_in_flight=self._settings.max_in_flight)
+        self._more_due = len(claimed) == free
         started = 0
         for claim in claimed:
             job = claim.job
@@ -303,6 +322,7 @@ class Submitter:
             await self._unexpected(job, exc)
         finally:
             self._attempting.discard(job.id)
+            self.wake()  # its slot is free
 
     async def _unexpected(self, job: Job, exc: Exception) -> None:
         """Count an attempt that failed in a way nothing in :meth:`_send` expected, like an
@@ -337,8 +357,11 @@ class Submitter:
         try:
             submission = await self._client.submit(request, trace_id=job.trace_id)
         except errors.ConcurrencyLimitError as exc:
+            self._hold(exc.retry_after or errors.DEFAULT_CONCURRENCY_RETRY_AFTER)
             await self._requeue(job, exc)
         except errors.PixVerseError as exc:
+            if isinstance(exc, errors.RateLimitedError):
+                self._hold(exc.retry_after or RETRY_BASE_SECONDS)
             if _is_ambiguous(exc):
                 await self._retry_later(job, attempts, _describe(exc),
                                         retry_after=getattr(exc, "retry_after", None))
@@ -383,6 +406,12 @@ class Submitter:
             )
             logger.info("job %s adopted orphan webhook %s (status %s)", job.id, delivery.id,
                         status, extra={"action": "submit", "job_id": job.id})
+
+    def _hold(self, seconds: float) -> None:
+        """Start no new attempt for ``seconds`` (attempts under way go on)."""
+        self.hold_until = max(self.hold_until, self._clock() + seconds)
+        logger.info("PixVerse is full or limiting us; no new submissions for %.1f s", seconds,
+                    extra={"action": "submit"})
 
     async def _requeue(self, job: Job, exc: errors.ConcurrencyLimitError) -> None:
         delay = exc.retry_after or errors.DEFAULT_CONCURRENCY_RETRY_AFTER

@@ -37,7 +37,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -126,6 +126,9 @@ class TaskRunner:
             # Beat on every turn of the loop, not only when claiming: with every slot busy on
             # long runs the loop only waits, and is still alive.
             self.heartbeat_at = self._clock()
+            # Cleared before claiming, so a run that ends while the claim is under way
+            # still wakes the wait below.
+            self._slot_freed.clear()
             free = concurrency - len(self._running)
             started = 0
             if free > 0:
@@ -135,12 +138,18 @@ class TaskRunner:
                     logger.exception("task pass failed", extra={"action": "task"})
             if free > 0 and started == free:
                 continue  # there may be more due right now
-            self._slot_freed.clear()
-            waiters = [asyncio.ensure_future(stop.wait()),
-                       asyncio.ensure_future(self._store.wait_for_tasks(await self._idle_time()))]
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+            if free - started > 0:
+                # A slot is free and nothing more is due: wait for news or the next due task.
+                waiters.append(asyncio.ensure_future(
+                    self._store.wait_for_tasks(await self._idle_time())))
             if started or free <= 0:
                 waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            # Every slot busy: only a finished run can start another, so the queue is not
+            # read until one does (a long queue costs nothing while the slots work). The
+            # timeout keeps the heartbeat going through long runs.
+            await asyncio.wait(waiters, timeout=POLL_INTERVAL_SECONDS,
+                               return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
         await self.drain(SHUTDOWN_GRACE_SECONDS)
@@ -254,7 +263,8 @@ class TaskRunner:
             log.info("task %s (%s, job %s): the job was cancelled; not run", task.id,
                      task.handler, task.job_id, extra={"outcome": "dead"})
             return
-        if task.attempts == 1:
+        # A first run: a manual retry also starts at attempt 1, but the task has an error.
+        if task.attempts == 1 and task.last_error is None:
             self.start_delays.append(started - task.created_at)
             if self.metrics is not None:
                 self.metrics.record_handler_start(started - task.created_at)

@@ -15,4 +15,5 @@ async def test_the_demo_runs_to_its_summary(tmp_path: Path) -> None:
     assert "jobs               5: 1 moderation_failed, 4 succeeded" in output
     assert "files downloaded   4" in output and "slack messages     5" in output
     assert "status polls made  0 (webhooks only)" in output
+    assert "over GET /api/events, in order, once each" in output
     assert len(list((tmp_path / "media").glob("*.mp4"))) == 4

@@ -1,8 +1,12 @@
 """The operator dashboard, served by the web process at ``/``.
 
 * ``GET  /``                     jobs, newest first, live (``?state=`` filters, ``?cursor=`` pages)
+  ``?q=`` searches (job, trace or video id; prompt; label ``key=value``)
 * ``GET  /jobs/{id}``            one job: timeline, handler tasks and runs, the video
 * ``POST /tasks/{id}/retry``     revive a dead task (form, CSRF token)
+* ``GET  /tasks``, ``POST /tasks/retry``, ``POST /tasks/{id}/replay``, ``GET /workers``  the
+  operator's pages (:mod:`service.dashboard.operator`): tasks by state, the dead letters and
+  bulk retry, replay, and the workers
 * ``GET|POST /login``, ``POST /logout``   the API token for a session (stored, and named by a
   signed cookie); logging out ends it server-side; failed logins are rate-limited
 * ``GET  /events``               server-sent events behind the live updates
@@ -19,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.dashboard.events import LiveEvents
+from service.dashboard.operator import OperatorPages
 from service.dashboard.present import CreditsBook
 from service.dashboard.session import dashboard_middleware
 from service.dashboard.templating import STATIC_DIR
@@ -35,6 +40,7 @@ def dashboard_routes(services: Services) -> list[BaseRoute]:
     """The dashboard's routes, on the store and settings of ``services``."""
     credits = CreditsBook(services.store)
     pages = DashboardPages(services.settings, services.store, credits)
+    operator = OperatorPages(services.settings, services.store)
     events = LiveEvents(services.settings, services.store, credits)
     session = dashboard_middleware(services.settings, services.store)
     return [
@@ -43,6 +49,14 @@ def dashboard_routes(services: Services) -> list[BaseRoute]:
               middleware=session),
         Route("/tasks/{task_id:int}/retry", pages.retry_task, methods=["POST"],
               name="dashboard:retry", middleware=session),
+        Route("/tasks", operator.tasks, methods=["GET"], name="dashboard:tasks",
+              middleware=session),
+        Route("/tasks/retry", operator.bulk_retry, methods=["POST"],
+              name="dashboard:bulk_retry", middleware=session),
+        Route("/tasks/{task_id:int}/replay", operator.replay, methods=["POST"],
+              name="dashboard:replay", middleware=session),
+        Route("/workers", operator.workers, methods=["GET"], name="dashboard:workers",
+              middleware=session),
         Route("/login", pages.login_form, methods=["GET"], name="dashboard:login_form",
               middleware=session),
         Route("/login", pages.login, methods=["POST"], name="dashboard:login",

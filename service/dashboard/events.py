@@ -110,6 +110,7 @@ class LiveEvents:
             try:
                 jobs = await self._store.jobs_updated_since(query_from, limit=BATCH)
                 rows = [(job, await self._credits.credits(job)) for job in jobs]
+                failed = await self._store.dead_tasks_by_job([job.id for job in jobs])
             except StorageError as exc:
                 if store_ok:
                     logger.warning("dashboard events: the store failed: %s", exc,
@@ -129,7 +130,7 @@ class LiveEvents:
                 row = present.JobRow.of(job, credits)
                 yield _event("job", {"id": job.id, "state": job.state.value,
                                      "matches": state is None or job.state.value == state,
-                                     "html": templating.row_html(row)},
+                                     "html": templating.row_html(row, failed.get(job.id, []))},
                              event_id=repr(watermark))
             if len(jobs) == BATCH:
                 query_from = jobs[-1].updated_at  # a burst: page through it before sleeping

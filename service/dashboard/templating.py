@@ -35,24 +35,44 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 
+#: What the empty jobs list suggests running: a complete request (a test runs it).
+EMPTY_STATE_COMMAND: Final = (
+    'pixhook submit text_to_video --prompt "a lantern over a lake" --param model=v6 '
+    "--param duration=5 --param quality=540p --param aspect_ratio=16:9")
+
 templates: Final = Jinja2Templates(directory=str(TEMPLATE_DIR))
 templates.env.filters.update(age=present.age, clock=present.clock,
                              state_class=present.state_class)
-templates.env.globals.update(JOB_STATES=[state.value for state in JobState])
+templates.env.globals.update(JOB_STATES=[state.value for state in JobState],
+                             EMPTY_STATE_COMMAND=EMPTY_STATE_COMMAND)
 
 
 def page(request: Request, name: str, context: dict[str, Any] | None = None, *,
          status_code: int = 200, logged_in: bool = True) -> Response:
     """Render a page with what every page needs (CSRF token, flash message, login)."""
     full = {"csrf": auth.csrf_token(request), "flash": auth.pop_flash(request),
-            "logged_in": logged_in, **(context or {})}
+            "logged_in": logged_in, "alerts": _alerts(request) if logged_in else [],
+            **(context or {})}
     response = templates.TemplateResponse(request, name, full, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response
 
 
-def row_html(row: present.JobRow) -> str:
-    """One ``<tr>`` of the jobs list, exactly as the page renders it."""
+def _alerts(request: Request) -> list[dict[str, str]]:
+    """The deployment's raised alerts, as this process's monitor last read them (the banner
+    every page shows; service/alerts.py)."""
+    from service.alerts import TITLES, Cause
+
+    services = getattr(request.app.state, "services", None)
+    monitor = getattr(services, "alerts", None)
+    return [{"cause": alert.cause, "detail": alert.detail,
+             "title": TITLES[Cause(alert.cause)] if alert.cause in set(Cause) else alert.cause}
+            for alert in getattr(monitor, "active", [])]
+
+
+def row_html(row: present.JobRow, failed: list[str] | None = None) -> str:
+    """One ``<tr>`` of the jobs list, exactly as the page renders it (``failed``: the
+    handlers whose tasks are dead, marked on the row)."""
     macro = templates.env.get_template("_rows.html").module.job_row  # type: ignore[attr-defined]
-    html: Markup = macro(row)
+    html: Markup = macro(row, failed or [])
     return str(html)

@@ -1,4 +1,5 @@
-"""The dashboard's pages: the jobs list, one job, login and logout, and task retry.
+"""The dashboard's pages: the jobs list (search, counts), one job, login and logout, and
+task retry (the operator's other pages: :mod:`service.dashboard.operator`).
 
 Every page needs a login (see :mod:`service.dashboard.auth`). A failing store gives a
 friendly 503 page, an unknown job a 404 page: never a traceback. Past
@@ -33,12 +34,12 @@ PAGE_SIZE: Final = 50
 _STATES: Final = frozenset(state.value for state in JobState)
 
 
-def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+def error_page(request: Request, status: int, title: str, message: str) -> Response:
     return page(request, "error.html", {"title": title, "message": message, "status": status},
                 status_code=status)
 
 
-def _store_errors(endpoint: auth.Endpoint) -> auth.Endpoint:
+def store_errors(endpoint: auth.Endpoint) -> auth.Endpoint:
     """A store failure becomes a 503 page; it is logged, and never shown in detail."""
     @functools.wraps(endpoint)
     async def wrapped(request: Request) -> Response:
@@ -47,7 +48,7 @@ def _store_errors(endpoint: auth.Endpoint) -> auth.Endpoint:
         except StorageError as exc:
             logger.warning("dashboard: the store failed on %s: %s", request.url.path, exc,
                            extra={"action": "dashboard_store_error"})
-            return _error_page(request, 503, "The job store is unavailable",
+            return error_page(request, 503, "The job store is unavailable",
                                "pixhook cannot read its database right now. The page will "
                                "work again once the store is back; try again in a moment.")
     return wrapped
@@ -65,36 +66,47 @@ class DashboardPages:
         self.login_limiter = LoginLimiter()
         required = auth.login_required(settings)
         # The store errors wrapper goes outside: checking the login reads the store too.
-        self.jobs = _store_errors(required(self._jobs))
-        self.job = _store_errors(required(self._job))
-        self.retry_task = _store_errors(required(self._retry_task))
-        self.login = _store_errors(self._login)
-        self.logout = _store_errors(self._logout)
+        self.jobs = store_errors(required(self._jobs))
+        self.job = store_errors(required(self._job))
+        self.retry_task = store_errors(required(self._retry_task))
+        self.login = store_errors(self._login)
+        self.logout = store_errors(self._logout)
 
     async def _jobs(self, request: Request) -> Response:
         query = request.query_params
         state = query.get("state") or None
         if state is not None and state not in _STATES:
-            return _error_page(request, 400, "Unknown state",
+            return error_page(request, 400, "Unknown state",
                                f"There is no job state called “{state}”.")
         cursor = query.get("cursor") or None
+        term = (query.get("q") or "").strip()[:200] or None
         since = time.time()  # before reading: a change during the read is sent live
-        jobs, next_cursor = await self._store.list_jobs(
-            state=JobState(state) if state else None, limit=PAGE_SIZE, cursor=cursor)
+        if term:
+            jobs, next_cursor = await self._store.search_jobs(
+                term, state=JobState(state) if state else None, limit=PAGE_SIZE, cursor=cursor)
+        else:
+            jobs, next_cursor = await self._store.list_jobs(
+                state=JobState(state) if state else None, limit=PAGE_SIZE, cursor=cursor)
         rows = await self._credits.rows(jobs)
         live = {"since": repr(since), **({"state": state} if state else {})}
+        kept = {**({"state": state} if state else {}), **({"q": term} if term else {})}
+        counts = await self._store.count_jobs_by_state()
         return page(request, "jobs.html", {
             "rows": rows, "state": state, "cursor": cursor, "first_page": cursor is None,
-            "page_size": PAGE_SIZE,
-            "next_url": ("/?" + urlencode({**({"state": state} if state else {}),
-                                           "cursor": next_cursor})) if next_cursor else None,
-            "live_url": "/events?" + urlencode(live),
+            "page_size": PAGE_SIZE, "term": term,
+            "counts": {s.value: n for s, n in counts.items()}, "total": sum(counts.values()),
+            "failed_handlers": await self._store.dead_tasks_by_job([job.id for job in jobs]),
+            "newest_url": "/?" + urlencode(kept) if kept else "/",
+            "next_url": ("/?" + urlencode({**kept, "cursor": next_cursor}))
+            if next_cursor else None,
+            # A search result does not take live rows: a new job may not match it.
+            "live_url": None if term else "/events?" + urlencode(live),
         })
 
     async def _job(self, request: Request) -> Response:
         job = await self._store.get_job(request.path_params["job_id"])
         if job is None:
-            return _error_page(request, 404, "No such job",
+            return error_page(request, 404, "No such job",
                                "No job has that id. It may be a typo, or a different "
                                "database.")
         signature = await job_signature(self._store, job.id)
@@ -102,6 +114,7 @@ class DashboardPages:
         unapplied = await self._store.list_unapplied_webhooks(job.id)
         tasks = await self._store.list_tasks(job_id=job.id)
         runs = {task.id: await self._store.list_task_runs(task.id) for task in tasks}
+        deliveries = await self._store.list_job_deliveries(job.id)
         download = next((task for task in tasks if task.handler == "download"), None)
         return page(request, "job.html", {
             "job": job, "state": job.state.value, "prompt": present.prompt_of(job),
@@ -111,6 +124,9 @@ class DashboardPages:
             "transitions": transitions, "pretty_payload": present.pretty_payload,
             "unapplied": unapplied,
             "tasks": tasks, "runs": runs, "dead": TaskState.DEAD,
+            "finished": (TaskState.SUCCEEDED, TaskState.DEAD),
+            "deliveries": deliveries,
+            "polls": [t for t in transitions if t.source.value != "webhook"],
             "video_src": f"/media/{self._links.token(job.id)}" if job.media_path else None,
             "download": download,
             "live_url": "/events?" + urlencode({"job": job.id, "sig": signature}),
@@ -119,24 +135,25 @@ class DashboardPages:
     async def _retry_task(self, request: Request) -> Response:
         form = await request.form()
         if not auth.csrf_ok(request, form.get("csrf")):
-            return _error_page(request, 403, "This form has expired",
+            return error_page(request, 403, "This form has expired",
                                "Go back, reload the page and press the button again.")
         task_id = request.path_params["task_id"]
         try:
             task = await self._store.retry_task(task_id)
         except TaskNotFoundError:
-            return _error_page(request, 404, "No such task", "No task has that id.")
+            return error_page(request, 404, "No such task", "No task has that id.")
         except TaskStateError:
             current = await self._store.get_task(task_id)
             if current is None:
-                return _error_page(request, 404, "No such task", "No task has that id.")
+                return error_page(request, 404, "No such task", "No task has that id.")
             auth.flash(request, f"Task {task_id} is {current.state.value}, not dead: "
                                 "there is nothing to retry.")
-            return RedirectResponse(f"/jobs/{current.job_id}", status_code=303)
+            return RedirectResponse(f"/jobs/{current.job_id}#task-{task_id}",
+                                    status_code=303)
         logger.info("dashboard: task %s retried", task.id,
                     extra={"action": "dashboard_retry", "task_id": task.id})
         auth.flash(request, f"Task {task.id} ({task.handler}) will run again now.")
-        return RedirectResponse(f"/jobs/{task.job_id}#tasks", status_code=303)
+        return RedirectResponse(f"/jobs/{task.job_id}#task-{task.id}", status_code=303)
 
     # -- login -----------------------------------------------------------------------------
 

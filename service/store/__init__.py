@@ -15,6 +15,13 @@ does differently::
       queue.py       handler tasks: claim, finish, retry, wait
       sessions.py    dashboard logins (only a hash of each id): create, check, revoke
       idempotency.py jobs created once per Idempotency-Key (claimed with the job)
+      event_log.py   the event stream's log: a row per transition and task run, numbered
+                     in commit order (written with them; read by GET /api/events)
+      workers.py     worker heartbeats: who is alive, what each runs; the queue's age
+      retention.py   old history of finished jobs, nonces, keys: pruned in small batches
+      alerts.py      alerts by cause, shared by every process (raise, notify once, clear)
+      operator.py    the operator's actions: search, bulk retry of dead tasks, replay,
+                     a job's raw event log
     schema.py      migrations (sql/migrations/*.sql, written once for both databases)
     sql/           every statement by name (queries.sql), and what each dialect says
                    differently (sqlite.sql, postgres.sql)
@@ -69,6 +76,7 @@ from service.store.records import (
 )
 from service.store.sqlite import SQLiteStore
 from service.store.store import Store
+from service.store.workers import WorkerHeartbeat
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -102,6 +110,7 @@ __all__ = [
     "UnsupportedDatabaseError",
     "WebhookDelivery",
     "WebhookIngest",
+    "WorkerHeartbeat",
     "connect",
     "is_postgres_url",
     "sqlite_path_from_url",

@@ -18,6 +18,7 @@ from service.store import records
 from service.store.base import filters, page, required
 from service.store.connector import Row, Transaction
 from service.store.errors import JobCancelledError, JobNotFoundError, JobStateError
+from service.store.event_log import append_transition_event
 from service.store.ids import new_job_id
 from service.store.ledger import Ledger
 from service.store.records import (
@@ -78,11 +79,13 @@ class Jobs(Ledger):
         the caller's transaction; return the job's row."""
         now = self._clock()
         row = required(await tx.fetch_one(self._sql["insert_job"], {**values, "now": now}))
-        await tx.fetch_one(self._sql["insert_transition"], {
-            "job_id": row["id"], "from_state": None, "to_state": JobState.QUEUED.value,
-            "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
-            "reason": "created", "payload": None, "delivery_id": None,
-            "received_at": now, "recorded_at": now})
+        transition = records.transition(required(await tx.fetch_one(
+            self._sql["insert_transition"], {
+                "job_id": row["id"], "from_state": None, "to_state": JobState.QUEUED.value,
+                "outcome": Outcome.APPLIED.value, "source": TransitionSource.SUBMIT.value,
+                "reason": "created", "payload": None, "delivery_id": None,
+                "received_at": now, "recorded_at": now})))
+        await append_transition_event(tx, self._sql, transition)
         return row
 
     async def get_job(self, job_id: str) -> Job | None:

@@ -24,6 +24,7 @@ from service.store.base import StoreBase, required
 from service.store.connector import Transaction
 from service.store.deliveries import delivery_row
 from service.store.errors import JobNotFoundError
+from service.store.event_log import append_transition_event
 from service.store.records import (
     DeliveryOutcome,
     Job,
@@ -201,6 +202,7 @@ class Ledger(StoreBase):
         if not step.applied:
             await tx.execute(self._sql["touch_job"],
                              {"last_event_at": after.last_event_at, "id": job.id})
+            await append_transition_event(tx, self._sql, transition)
             return TransitionResult(decision, after, transition)
         await tx.execute(self._sql["apply_job_state"], {
             "id": job.id, "state": proposed.value, "state_changed_at": after.state_changed_at,
@@ -212,4 +214,6 @@ class Ledger(StoreBase):
                 "idempotency_key": idempotency_key(job.id, proposed, handler), "now": now}))))
         if tasks:
             await tx.notify_tasks()
+        # Last: on PostgreSQL it takes the lock that orders event ids by commit.
+        await append_transition_event(tx, self._sql, transition)
         return TransitionResult(decision, after, transition, tuple(tasks))

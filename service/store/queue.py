@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.store import records
-from service.store.base import StoreBase, filters, page
+from service.store.base import StoreBase, filters, page, required
 from service.store.connector import Transaction
 from service.store.errors import LeaseLostError, TaskNotFoundError, TaskStateError
+from service.store.event_log import append_task_run_event
 from service.store.records import Task, TaskRun, TaskRunOutcome, TaskState, check_limit
 
 
@@ -66,9 +67,11 @@ class TaskQueue(StoreBase):
                 raise TaskNotFoundError(task_id)
             task = records.task(row)
             if started_at is not None:
-                await tx.execute(self._sql["insert_task_run"], {
+                run = required(await tx.fetch_one(self._sql["insert_task_run"], {
                     "task_id": task_id, "attempt": task.attempts, "outcome": outcome.value,
-                    "error": error, "started_at": started_at, "finished_at": now})
+                    "error": error, "started_at": started_at, "finished_at": now}))
+                await append_task_run_event(tx, self._sql, task_id=task_id,
+                                            task_run_id=run["id"], recorded_at=now)
             if task.state is TaskState.PENDING:
                 await tx.notify_tasks()
             return task
@@ -114,12 +117,14 @@ class TaskQueue(StoreBase):
         return None if row is None else records.task(row)
 
     async def list_tasks(self, *, job_id: str | None = None, state: TaskState | None = None,
-                         handler: str | None = None, limit: int = 1000) -> list[Task]:
-        """Tasks oldest first, filtered."""
+                         handler: str | None = None, limit: int = 1000,
+                         newest_first: bool = False) -> list[Task]:
+        """Tasks oldest first (or newest first), filtered."""
         conditions, params = filters(
             job_id=job_id, state=None if state is None else TaskState(state).value,
             handler=handler)
-        sql = self._sql.render(page("SELECT * FROM tasks", conditions, "id"))
+        sql = self._sql.render(page("SELECT * FROM tasks", conditions,
+                                    "id DESC" if newest_first else "id"))
         rows = await self._db.read(
             lambda tx: tx.fetch_all(sql, {**params, "limit": check_limit(limit)}))
         return [records.task(row) for row in rows]

@@ -179,6 +179,10 @@ class SQLiteConnector:
     def _connect_writer(self) -> Database:
         # Opened on a thread by LoopWriter.start, then used on the event loop only.
         db = self._connection(check_same_thread=False)
+        # Retention's freed pages go back to the file system (incremental_vacuum). This takes
+        # effect only on a file with no tables yet, so it must come first; an older file
+        # keeps its mode until `pixhook prune --vacuum` rebuilds it.
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         if not self.memory:
             db.enable_wal()
         # With WAL, NORMAL skips the fsync per commit but stays crash-safe (module docstring).

@@ -13,6 +13,8 @@ and SQLite preparation; under load that per-statement work, not the rows, was mo
   SQLite would give (``INTEGER PRIMARY KEY``, one writer);
 * one multi-row ``INSERT``/``UPDATE`` per table, in power-of-two chunks so that a handful of
   statement texts cover every batch size.
+* one ``INSERT ... SELECT`` that logs the batch's transitions for the event stream
+  (:mod:`service.store.event_log`).
 
 The rules are the ledger's (:func:`~service.store.ledger.step_transition`,
 :func:`~service.store.ledger.plan_tasks`), and a batch behaves exactly like its webhooks applied
@@ -137,13 +139,21 @@ _INSERT_NONCES: Final = _insert("webhook_nonces", _NONCE_COLUMNS)
 _INSERT_DELIVERIES: Final = _insert("webhook_deliveries", _DELIVERY_COLUMNS)
 _INSERT_TRANSITIONS: Final = _insert("transitions", _TRANSITION_COLUMNS)
 _INSERT_TASKS: Final = _insert("tasks", _TASK_COLUMNS)
+#: The batch's transitions logged for the event stream in one statement, in id order, by the
+#: ledger's rule for the job's state after each (event_log.state_after).
+LOG_EVENTS_SQL: Final = (
+    "INSERT INTO events (job_id, state, transition_id, recorded_at) "
+    "SELECT job_id, iif(outcome = 'applied', to_state, from_state), id, recorded_at "
+    "FROM transitions WHERE id >= ? ORDER BY id"
+)
 _UPDATE_JOBS: Final = _update_jobs()
 #: Rows one multi-row statement carries at most (11 columns x 256 rows stays far below
 #: SQLite's 32,766 parameters), whatever the writer's batch size.
 MAX_ROWS_PER_STATEMENT: Final = 256
 #: Statement texts these writes can use: a connection's statement cache should hold them all
-#: (5 statements x the 9 power-of-two chunk sizes up to 256, and the three SELECTs).
-STATEMENT_TEXTS: Final = 5 * MAX_ROWS_PER_STATEMENT.bit_length() + 3
+#: (5 statements x the 9 power-of-two chunk sizes up to 256, the three SELECTs and the event
+#: log's INSERT).
+STATEMENT_TEXTS: Final = 5 * MAX_ROWS_PER_STATEMENT.bit_length() + 4
 
 
 def _chunks(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
@@ -169,6 +179,8 @@ class _Writes:
     next_delivery: int
     next_transition: int
     next_task: int
+    #: The batch's first transition id (the event log takes those from it on).
+    first_transition: int = 0
     nonces: list[tuple[Any, ...]] = field(default_factory=list)
     deliveries: list[tuple[Any, ...]] = field(default_factory=list)
     transitions: list[tuple[Any, ...]] = field(default_factory=list)
@@ -179,7 +191,8 @@ class _Writes:
     @classmethod
     def after_existing_rows(cls, conn: sqlite3.Connection) -> _Writes:
         deliveries, transitions, tasks = conn.execute(MAX_IDS_SQL).fetchone()
-        return cls((deliveries or 0) + 1, (transitions or 0) + 1, (tasks or 0) + 1)
+        first = (transitions or 0) + 1
+        return cls((deliveries or 0) + 1, first, (tasks or 0) + 1, first)
 
     def flush(self, conn: sqlite3.Connection) -> None:
         # Parents before children: the foreign keys are checked statement by statement.
@@ -188,6 +201,8 @@ class _Writes:
         _execute(conn, _INSERT_TRANSITIONS, self.transitions)
         _execute(conn, _UPDATE_JOBS, list(self.jobs.values()))
         _execute(conn, _INSERT_TASKS, self.tasks)
+        if self.transitions:
+            conn.execute(LOG_EVENTS_SQL, [self.first_transition])
 
 
 def _step(writes: _Writes, job: Job, proposed: JobState, *, payload: str, received_at: float,

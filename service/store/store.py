@@ -1,12 +1,10 @@
 """The store: pixhook's durable state, its logic written once over a connector.
 
-:class:`Store` is assembled from its parts, each a module of its own: :class:`~service.store.
-jobs.Jobs` (create, read, list, claims), :class:`~service.store.ledger.Ledger` (the one write
-path for transitions), :class:`~service.store.deliveries.Deliveries` (the webhook log),
-:class:`~service.store.queue.TaskQueue` (handler tasks), :class:`~service.store.sessions.
-DashboardSessions` (dashboard logins) and :class:`~service.store.idempotency.IdempotencyKeys`
-(jobs created once per ``Idempotency-Key``). None of them knows which database it runs on; the
-connector does.
+:class:`Store` is assembled from its parts, each a module of its own and each written once
+(``service/store/__init__.py`` draws them all): jobs, the ledger (the one write path for
+transitions), deliveries, the task queue, idempotency keys, dashboard sessions, the operator's
+tools, the event log, worker heartbeats, retention and alerts. None of them knows which
+database it runs on; the connector does.
 """
 
 from __future__ import annotations
@@ -15,18 +13,24 @@ import logging
 from types import TracebackType
 from typing import Self
 
+from service.store.alerts import Alerts
 from service.store.connector import Transaction
 from service.store.deliveries import Deliveries
+from service.store.event_log import EventLog
 from service.store.idempotency import IdempotencyKeys
 from service.store.jobs import Jobs
+from service.store.operator import OperatorTools
 from service.store.queue import TaskQueue
+from service.store.retention import Retention
 from service.store.schema import migrate
 from service.store.sessions import DashboardSessions
+from service.store.workers import Workers
 
 logger = logging.getLogger(__name__)
 
 
-class Store(IdempotencyKeys, Jobs, Deliveries, TaskQueue, DashboardSessions):
+class Store(IdempotencyKeys, Jobs, Deliveries, TaskQueue, DashboardSessions, OperatorTools,
+            EventLog, Workers, Retention, Alerts):
     """Durable storage for jobs, their history, webhook deliveries and handler tasks.
 
     Every method is one transaction. Open the store before use (``await store.open()`` or

@@ -54,8 +54,7 @@ async def test_sigkill_mid_webhooks_loses_nothing(
             # A killed run's tasks wait out their lease before another run takes them.
             PIXHOOK_TASK_LEASE="2",
             # ...and a job caught mid-submission waits out its lease (twice this).
-            PIXVERSE_TIMEOUT="1",
-            PIXHOOK_CONFIG=str(tmp_path / "none.toml"))
+            PIXVERSE_TIMEOUT="1")
 
         async def ready() -> bool:
             try:

@@ -313,7 +313,9 @@ async def test_a_long_reader_does_not_stall_the_writer_behind_a_restart(tmp_path
             await writer.submit(insert(f"w{i}-{'x' * 4000}"))
             slowest = max(slowest, time.monotonic() - started)
             i += 1
-        assert slowest < 0.5, slowest  # RESTART_WAIT is 0.1 s
+        # RESTART_WAIT is 0.1 s; a writer stalled behind the reader would wait the whole
+        # second the reader holds its snapshot (0.5 failed once under a full suite's load).
+        assert slowest < 0.9, slowest
         assert writer.checkpointer.restarts == 0  # it could not, with the reader there
         reader.execute("COMMIT")
     finally:

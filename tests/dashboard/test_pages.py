@@ -148,7 +148,7 @@ async def test_jobs_list_filter_and_job_page_with_video(stack: Stack) -> None:
                    if t["payload"] and t["outcome"] == "applied"]
         known = [c for c in credits if isinstance(c, int)]
         if known:  # the row and the page show what PixVerse charged
-            assert f'<td class="num">{known[-1]}</td>' in listing.text
+            assert f'<td data-label="Credits" class="num">{known[-1]}</td>' in listing.text
             assert f"<dd>{known[-1]}</dd>" in page.text
 
 
@@ -203,7 +203,7 @@ async def test_dead_task_is_retried_from_its_job_page(stack: Stack) -> None:
         retried = await browser.client.post(f"/tasks/{task['id']}/retry",
                                             data={"csrf": browser.csrf(page.text)})
         assert retried.status_code == 303
-        assert retried.headers["location"] == f"/jobs/{job['id']}#tasks"
+        assert retried.headers["location"] == f"/jobs/{job['id']}#task-{task['id']}"
         await stack.wait_for_tasks(job["id"], "succeeded")
         after = await browser.client.get(f"/jobs/{job['id']}")
         assert "will run again now" in after.text

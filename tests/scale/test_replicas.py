@@ -73,8 +73,7 @@ async def test_two_web_two_worker_replicas_on_postgres(
             database_url=postgres_schema, sim_url=sim_url, tmp_path=tmp_path,
             webhook_secret=sim.accounts[DEFAULT_API_KEY].webhook_secret,
             PIXHOOK_HANDLERS="download", PIXHOOK_TASK_LEASE="3", PIXVERSE_TIMEOUT="2",
-            PIXHOOK_WEBHOOK_GRACE="30", PIXHOOK_LOG_LEVEL="warning",
-            PIXHOOK_CONFIG=str(tmp_path / "none.toml"))
+            PIXHOOK_WEBHOOK_GRACE="30", PIXHOOK_LOG_LEVEL="warning")
         python = [sys.executable, "-m", "service"]
         for port in web_ports:
             processes.append(subprocess.Popen([*python, "web", "--host", "127.0.0.1",

@@ -25,7 +25,7 @@ from service.metrics import Histogram, Metrics, Registry
 from service.pixverse import signature
 from service.settings import Settings
 from service.simulator.config import DEFAULT_API_KEY
-from service.store import SQLiteStore
+from service.store import SQLiteStore, WorkerHeartbeat
 from tests.service.conftest import Stack
 from tests.support.servers import running_server
 
@@ -165,7 +165,7 @@ async def test_readyz_with_the_worker_running(stack: Stack) -> None:
         assert (await stack.http.get(f"{stack.service_url}/healthz")).text == "ok"
         response = await stack.http.get(f"{stack.service_url}/readyz")
         assert response.status_code == 200
-        assert response.json() == {"database": "ok", "worker": "ok"}
+        assert response.json() == {"database": "ok", "worker": "ok", "settings": "ok"}
 
 
 @dataclasses.dataclass
@@ -190,23 +190,39 @@ async def test_readyz_fails_on_a_stale_heartbeat_and_a_closed_store(
         store: SQLiteStore) -> None:
     now = 1_000_000.0
     beat = Beat(heartbeat_at=None)
+    configured = Settings(pixverse_api_key="k", pixverse_webhook_secret="s", api_token="t")
 
-    def health(runner: Beat | None) -> Starlette:
-        return HealthAPI(store, Settings(), runner=runner, stale_after=10.0,
+    def health(runner: Beat | None, settings: Settings = configured) -> Starlette:
+        return HealthAPI(store, settings, runner=runner, stale_after=10.0,
                          clock=lambda: now).app()
 
-    async def ready(runner: Beat | None) -> tuple[int, dict[str, str]]:
-        response = await _get(health(runner), "/readyz")
-        return response.status_code, response.json()
+    async def ready(runner: Beat | None, settings: Settings = configured) -> tuple[int, str]:
+        response = await _get(health(runner, settings), "/readyz")
+        body = response.json()
+        return response.status_code, ",".join(
+            f"{k}={v}" for k, v in body.items() if k != "reason")
 
-    assert await ready(beat) == (503, {"database": "ok", "worker": "starting"})
+    ok = "settings=ok"
+    assert await ready(beat) == (503, f"database=ok,worker=starting,{ok}")
     beat.heartbeat_at = now - 9.0
-    assert await ready(beat) == (200, {"database": "ok", "worker": "ok"})
+    assert await ready(beat) == (200, f"database=ok,worker=ok,{ok}")
     beat.heartbeat_at = now - 11.0
-    assert await ready(beat) == (503, {"database": "ok", "worker": "stale"})
-    assert await ready(None) == (200, {"database": "ok", "worker": "not running here"})
+    assert await ready(beat) == (503, f"database=ok,worker=stale,{ok}")
+    # A web process reads the workers' heartbeats from the database.
+    assert await ready(None) == (503, f"database=ok,worker=none,{ok}")
+    await store.beat_worker(WorkerHeartbeat(
+        id="w", host="h", pid=1, version="v", roles=("worker",), started_at=now - 60,
+        beat_at=now - 9.0, tasks_running=0))
+    assert await ready(None) == (200, f"database=ok,worker=ok,{ok}")
+    # ...and so does serve, whose own runner is stale here: another worker is alive.
+    assert await ready(beat) == (200, f"database=ok,worker=ok,{ok}")
+    # A required setting missing: not ready, whatever the rest says.
+    assert await ready(None, Settings(api_token="t")) == (
+        503, "database=ok,worker=ok,settings=missing PIXVERSE_WEBHOOK_SECRET")
     await store.close()
-    assert await ready(None) == (503, {"database": "failed", "worker": "not running here"})
+    assert await ready(None) == (503, f"database=failed,worker=none,{ok}")
+    response = await _get(health(None), "/readyz")
+    assert response.json()["reason"].startswith("the database does not answer")
     assert (await _get(health(None), "/healthz")).text == "ok"
 
 

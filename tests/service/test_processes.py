@@ -38,11 +38,11 @@ async def test_procfile_web_and_worker_processes(
         env = pixhook_env(
             database_url=f"sqlite:///{tmp_path / 'pixhook.db'}", sim_url=sim_url,
             tmp_path=tmp_path, webhook_secret=sim.accounts[DEFAULT_API_KEY].webhook_secret,
-            PORT=str(port), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            PIXHOOK_CONFIG=str(tmp_path / "none"))
+            PORT=str(port), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
         for name in ("web", "worker"):
             # As a Procfile runner does, minus the shell (a signal must reach pixhook itself).
-            argv = shlex.split(procfile[name].replace("$PORT", str(port)))
+            argv = shlex.split(procfile[name].replace("$PORT", str(port)).replace(
+                "${WORKER_HEALTH_PORT:-9100}", str(free_port())))
             argv[0] = str(Path(sys.executable).parent / argv[0])
             processes.append(subprocess.Popen(argv, cwd=tmp_path, env=env))
         base = f"http://127.0.0.1:{port}"

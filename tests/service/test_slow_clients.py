@@ -42,7 +42,7 @@ async def _pixhook_web(tmp_path: Path, processes: list[subprocess.Popen[bytes]],
     env = pixhook_env(database_url=f"sqlite:///{tmp_path / 'pixhook.db'}",
                       sim_url="http://127.0.0.1:9", webhook_secret=SECRET, tmp_path=tmp_path,
                       PIXHOOK_BODY_TIMEOUT=str(BODY_TIMEOUT), PIXHOOK_POLL_MODE="off",
-                      PIXHOOK_CONFIG=str(tmp_path / "none"), PIXHOOK_LOG_LEVEL="warning")
+                      PIXHOOK_LOG_LEVEL="warning")
     argv = ["sh", "-c", f'ulimit {ulimit} && exec "$0" "$@"', sys.executable, "-m", "service",
             "web", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(argv, cwd=tmp_path, env=env)

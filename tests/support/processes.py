@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 def pixhook_env(*, database_url: str, sim_url: str, webhook_secret: str, tmp_path: Path,
                 **extra: str) -> dict[str, str]:
     """The environment of a pixhook process run from this checkout against a simulator at
-    ``sim_url`` (its default account), with media under ``tmp_path``; ``extra`` adds to it."""
+    ``sim_url`` (its default account), with media under ``tmp_path``; ``extra`` adds to it.
+    Its config file is an empty one in ``tmp_path`` (the checkout's own pixhook.toml, if any,
+    is not read; a missing one would refuse to start)."""
+    config = tmp_path / "empty-pixhook.toml"
+    config.touch()
     return {
         **os.environ, "PYTHONPATH": str(REPO),
         "PIXHOOK_DATABASE_URL": database_url,
@@ -30,6 +34,7 @@ def pixhook_env(*, database_url: str, sim_url: str, webhook_secret: str, tmp_pat
         "PIXVERSE_API_KEY": DEFAULT_API_KEY,
         "PIXVERSE_WEBHOOK_SECRET": webhook_secret,
         "PIXHOOK_API_TOKEN": API_TOKEN, "PIXHOOK_MEDIA_DIR": str(tmp_path / "media"),
+        "PIXHOOK_CONFIG": str(config),
         "PIXHOOK_DOWNLOAD_ALLOW_PRIVATE": "1",
         "PIXHOOK_FORWARD_ALLOW_PRIVATE": "1",  # callback receivers, if any, on loopback
         **extra,

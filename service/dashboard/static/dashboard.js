@@ -69,6 +69,20 @@
 
   var source = null;
   var retryMs = 1000;
+  var FLASH_KEY = "pixhook-flash";
+
+  function restoreFlash() {
+    var text = sessionStorage.getItem(FLASH_KEY);
+    sessionStorage.removeItem(FLASH_KEY);
+    var main = document.querySelector("main");
+    if (!text || !main || document.querySelector(".flash")) return;
+    var flash = document.createElement("div");
+    flash.className = "flash";
+    flash.setAttribute("role", "status");
+    flash.textContent = text;
+    main.insertBefore(flash, main.firstChild);
+  }
+  restoreFlash();
 
   function connect() {
     source = new EventSource(live.getAttribute("data-live"));
@@ -79,6 +93,9 @@
     source.addEventListener("job", function (event) { onJob(JSON.parse(event.data)); });
     source.addEventListener("changed", function () {
       source.close();
+      // A confirmation shown once by the server must survive the reload it often causes.
+      var flash = document.querySelector(".flash");
+      if (flash) sessionStorage.setItem(FLASH_KEY, flash.textContent);
       window.location.reload();
     });
     source.addEventListener("store", function (event) {

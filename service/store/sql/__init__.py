@@ -20,7 +20,13 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Final, Literal
 
-from service.lifecycle import ACTIVE_STATES, JobState, Outcome, TransitionSource
+from service.lifecycle import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    JobState,
+    Outcome,
+    TransitionSource,
+)
 from service.store.records import DeliveryOutcome, TaskRunOutcome, TaskState
 
 Dialect = Literal["sqlite", "postgres"]
@@ -41,6 +47,7 @@ def sql_list(values: Iterable[str]) -> str:
 #: The vocabularies the schema's CHECKs and the queries' IN lists are made from.
 VOCABULARIES: Final = {
     "active_states": sql_list(ACTIVE_STATES),
+    "terminal_states": sql_list(TERMINAL_STATES),
     "job_states": sql_list(JobState),
     "outcomes": sql_list(Outcome),
     "sources": sql_list(TransitionSource),

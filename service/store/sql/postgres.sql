@@ -10,6 +10,9 @@ FOR UPDATE SKIP LOCKED
 
 -- name: overdue_index
 
+-- name: pending_index
+-- name: running_index
+
 -- A transaction-scoped lock on a name, per schema (deployments and test runs that share a
 -- database in separate schemas do not wait for each other).
 -- name: advisory_lock
@@ -55,3 +58,33 @@ CREATE TRIGGER transitions_no_change BEFORE UPDATE OR DELETE ON transitions
     FOR EACH ROW EXECUTE FUNCTION transitions_append_only();
 CREATE TRIGGER transitions_no_truncate BEFORE TRUNCATE ON transitions
     FOR EACH STATEMENT EXECUTE FUNCTION transitions_append_only()
+
+-- name: prunable_index
+
+-- Retention may delete the history of a finished job, nothing else (0007).
+-- name: prunable_transitions
+CREATE FUNCTION transitions_prunable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM jobs WHERE id = OLD.job_id AND state IN {terminal_states}) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'transitions are append-only while their job is not finished'
+        USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+DROP TRIGGER transitions_no_change ON transitions;
+CREATE TRIGGER transitions_no_update BEFORE UPDATE ON transitions
+    FOR EACH ROW EXECUTE FUNCTION transitions_append_only();
+CREATE TRIGGER transitions_no_delete BEFORE DELETE ON transitions
+    FOR EACH ROW EXECUTE FUNCTION transitions_prunable()
+
+-- Autovacuum reclaims PostgreSQL's dead rows; retention's small batches keep them few.
+-- name: incremental_vacuum
+SELECT 1
+
+-- name: free_pages
+SELECT 0 AS freelist_count
+
+-- A JSON array parameter as a set of values (retention's batch of job ids).
+-- name: id_list
+SELECT json_array_elements_text(CAST(:ids AS json)) COLLATE "C"

@@ -156,11 +156,11 @@ DELETE FROM dashboard_sessions WHERE expires_at <= :before
 -- skipping rows another claimer holds); the most overdue :limit of both are leased.
 -- name: claim_tasks
 WITH pending AS (
-    SELECT id, run_after AS due FROM tasks
+    SELECT id, run_after AS due FROM tasks {pending_index}
     WHERE state = 'pending' AND run_after <= :now
     ORDER BY run_after LIMIT :limit {skip_locked}
 ), expired AS (
-    SELECT id, lease_until AS due FROM tasks
+    SELECT id, lease_until AS due FROM tasks {running_index}
     WHERE state = 'running' AND lease_until <= :now
     ORDER BY lease_until LIMIT :limit {skip_locked}
 ), picked AS (
@@ -191,6 +191,7 @@ RETURNING *
 -- name: insert_task_run
 INSERT INTO task_runs (task_id, attempt, outcome, error, started_at, finished_at)
 VALUES (:task_id, :attempt, :outcome, :error, :started_at, :finished_at)
+RETURNING *
 
 -- name: extend_task_lease
 UPDATE tasks SET lease_until = :lease_until, updated_at = :now
@@ -217,12 +218,15 @@ SELECT * FROM task_runs WHERE task_id = :task_id ORDER BY id
 -- name: count_tasks_by_state
 SELECT state, count(*) AS n FROM tasks GROUP BY state
 
--- When the next task becomes claimable: a pending one's run_after or a running one's lease.
+-- When the next task becomes claimable: a pending one's run_after or a running one's lease,
+-- each the first entry of its partial index (one index step, however long the queue).
 -- name: next_task_due
 SELECT min(due) AS due FROM (
-    SELECT min(run_after) AS due FROM tasks WHERE state = 'pending'
+    SELECT * FROM (SELECT run_after AS due FROM tasks {pending_index}
+                   WHERE state = 'pending' ORDER BY run_after LIMIT 1) AS pending
     UNION ALL
-    SELECT min(lease_until) AS due FROM tasks WHERE state = 'running'
+    SELECT * FROM (SELECT lease_until AS due FROM tasks {running_index}
+                   WHERE state = 'running' ORDER BY lease_until LIMIT 1) AS running
 ) AS due
 
 -- idempotency keys (POST /api/jobs with Idempotency-Key; service/store/idempotency.py) -------
@@ -244,3 +248,185 @@ SELECT * FROM idempotency_keys WHERE caller = :caller AND idempotency_key = :ide
 -- name: keep_idempotent_job
 UPDATE idempotency_keys SET job_row = :job_row
 WHERE caller = :caller AND idempotency_key = :idempotency_key
+
+-- the operator's actions (service/store/operator.py) -----------------------------------------
+
+-- A job an operator's search term names: its id, trace id or video id exactly, or a prompt or
+-- label containing it (the JSON text of params and labels, case-folded; the patterns are
+-- escaped; :label_pattern is "key":"value" for a key=value term).
+-- name: job_matches
+(id = :term OR trace_id = :term OR video_id = :video_id
+ OR lower(CAST(params AS TEXT)) LIKE :pattern ESCAPE '\'
+ OR lower(CAST(labels AS TEXT)) LIKE :label_pattern ESCAPE '\')
+
+-- What a revived task is set to: pending now, with a fresh budget of attempts. Its runs stay,
+-- so its history shows every run, the revived ones after the others.
+-- name: revive_task
+state = 'pending', attempts = 0, run_after = :now, lease_until = NULL, updated_at = :now
+
+-- A finished task (succeeded or dead) runs again.
+-- name: replay_task
+UPDATE tasks SET {revive_task}
+WHERE id = :id AND state IN ('succeeded', 'dead')
+RETURNING *
+
+-- name: list_job_deliveries
+SELECT * FROM webhook_deliveries WHERE job_id = :job_id ORDER BY id LIMIT :limit
+
+-- worker heartbeats (service/store/workers.py) -----------------------------------------------
+
+-- name: beat_worker
+INSERT INTO worker_heartbeats (id, host, pid, version, roles, started_at, beat_at, tasks_running)
+VALUES (:id, :host, :pid, :version, :roles, :started_at, :beat_at, :tasks_running)
+ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at,
+                               tasks_running = excluded.tasks_running
+RETURNING *
+
+-- name: list_workers
+SELECT * FROM worker_heartbeats ORDER BY beat_at DESC, id LIMIT :limit
+
+-- name: forget_worker
+DELETE FROM worker_heartbeats WHERE id = :id
+
+-- name: prune_workers
+DELETE FROM worker_heartbeats WHERE beat_at < :before
+
+-- name: newest_worker_beat
+SELECT max(beat_at) AS beat_at FROM worker_heartbeats
+
+-- The task that has waited longest for a worker: due soonest among the pending ones.
+-- name: oldest_due_task
+SELECT min(run_after) AS due FROM tasks WHERE state = 'pending' AND run_after <= :now
+
+-- the event log (service/store/event_log.py) ------------------------------------------------
+
+-- name: insert_transition_event
+INSERT INTO events (job_id, state, transition_id, recorded_at)
+VALUES (:job_id, :state, :transition_id, :recorded_at)
+
+-- The job's state as the run finished (read in the run's own transaction).
+-- name: insert_task_run_event
+INSERT INTO events (job_id, state, task_run_id, recorded_at)
+SELECT k.job_id, j.state, :task_run_id, :recorded_at
+FROM tasks k JOIN jobs j ON j.id = k.job_id
+WHERE k.id = :task_id
+
+-- name: last_event_sequence
+SELECT max(id) AS sequence FROM events
+
+-- retention (service/store/retention.py): history of jobs finished before :before ------------
+
+-- A finished job not pruned yet, finished before :before (the jobs_prunable index).
+-- name: prunable
+state IN {terminal_states} AND pruned_at IS NULL AND state_changed_at < :before
+
+-- A batch of them, skipping any whose handler tasks are still to run.
+-- name: prunable_jobs
+SELECT * FROM jobs {prunable_index}
+WHERE {prunable}
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id
+                  AND t.state IN ('pending', 'running'))
+ORDER BY state_changed_at LIMIT :limit {skip_locked}
+
+-- In this order: each row goes before the rows it points at.
+-- name: prune_task_runs
+DELETE FROM task_runs WHERE task_id IN (SELECT id FROM tasks WHERE job_id IN ({id_list}))
+
+-- name: prune_tasks
+DELETE FROM tasks WHERE job_id IN ({id_list})
+
+-- name: prune_transitions
+DELETE FROM transitions WHERE job_id IN ({id_list})
+
+-- The stream's log of the job's transitions and task runs, gone with them.
+-- name: prune_events
+DELETE FROM events WHERE job_id IN ({id_list})
+
+-- name: prune_job_deliveries
+DELETE FROM webhook_deliveries
+WHERE job_id IN ({id_list})
+  AND NOT EXISTS (SELECT 1 FROM transitions t WHERE t.delivery_id = webhook_deliveries.id)
+
+-- name: mark_pruned
+UPDATE jobs SET pruned_at = :now WHERE id IN ({id_list})
+
+-- Deliveries no job claimed (refused, orphans never adopted).
+-- name: prune_unmatched_deliveries
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.job_id IS NULL AND d.received_at < :before
+      AND NOT EXISTS (SELECT 1 FROM transitions t WHERE t.delivery_id = d.id)
+    ORDER BY d.received_at LIMIT :limit)
+
+-- name: prune_nonces_batch
+DELETE FROM webhook_nonces WHERE nonce IN (
+    SELECT nonce FROM webhook_nonces WHERE claimed_at < :before
+    ORDER BY claimed_at LIMIT :limit)
+
+-- name: prune_idempotency_keys_batch
+DELETE FROM idempotency_keys WHERE (caller, idempotency_key) IN (
+    SELECT caller, idempotency_key FROM idempotency_keys WHERE created_at <= :before
+    ORDER BY created_at LIMIT :limit)
+
+-- Finished jobs whose downloaded video is older than :before (the jobs_media index).
+-- name: media_to_prune
+SELECT * FROM jobs
+WHERE media_path IS NOT NULL AND state IN {terminal_states} AND state_changed_at < :before
+ORDER BY state_changed_at LIMIT :limit
+
+-- name: forget_media
+UPDATE jobs SET media_path = NULL WHERE id = :id AND media_path = :media_path
+
+-- What a pass would prune (`pixhook prune --dry-run`).
+-- name: count_prunable
+SELECT
+    (SELECT count(*) FROM jobs WHERE {prunable}) AS jobs,
+    (SELECT count(*) FROM transitions WHERE job_id IN (SELECT id FROM jobs WHERE {prunable}))
+        AS transitions,
+    (SELECT count(*) FROM webhook_deliveries
+     WHERE job_id IN (SELECT id FROM jobs WHERE {prunable})
+        OR (job_id IS NULL AND received_at < :before)) AS deliveries,
+    (SELECT count(*) FROM tasks WHERE job_id IN (SELECT id FROM jobs WHERE {prunable}))
+        AS tasks,
+    (SELECT count(*) FROM task_runs WHERE task_id IN (
+        SELECT id FROM tasks WHERE job_id IN (SELECT id FROM jobs WHERE {prunable})))
+        AS task_runs,
+    (SELECT count(*) FROM events WHERE job_id IN (SELECT id FROM jobs WHERE {prunable}))
+        AS events,
+    (SELECT count(*) FROM webhook_nonces WHERE claimed_at < :nonces_before) AS nonces,
+    (SELECT count(*) FROM idempotency_keys WHERE created_at <= :keys_before)
+        AS idempotency_keys,
+    (SELECT count(*) FROM jobs WHERE media_path IS NOT NULL AND state IN {terminal_states}
+        AND state_changed_at < :media_before) AS media_files
+
+-- alerts (service/store/alerts.py) ------------------------------------------------------------
+
+-- Seen now: a new or cleared cause starts over (raised now, not notified yet).
+-- name: raise_alert
+INSERT INTO alerts (cause, detail, raised_at, last_seen_at)
+VALUES (:cause, :detail, :now, :now)
+ON CONFLICT (cause) DO UPDATE SET
+    detail = excluded.detail, last_seen_at = excluded.last_seen_at,
+    raised_at = CASE WHEN alerts.cleared_at IS NULL THEN alerts.raised_at
+                     ELSE excluded.raised_at END,
+    notified_at = CASE WHEN alerts.cleared_at IS NULL THEN alerts.notified_at END,
+    cleared_at = NULL
+RETURNING *
+
+-- One process wins the right to notify, at most once per :interval.
+-- name: claim_alert_notification
+UPDATE alerts SET notified_at = :now
+WHERE cause = :cause AND cleared_at IS NULL
+  AND (notified_at IS NULL OR notified_at <= :now - :interval)
+
+-- name: clear_alert
+UPDATE alerts SET cleared_at = :now
+WHERE cause = :cause AND cleared_at IS NULL AND last_seen_at < :quiet_since
+RETURNING *
+
+-- name: active_alerts
+SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at, cause
+
+-- The job that has sat in submitting longest (the submitter stuck on it).
+-- name: oldest_submitting
+SELECT * FROM jobs WHERE state = 'submitting' ORDER BY state_changed_at LIMIT 1
