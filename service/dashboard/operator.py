@@ -21,9 +21,9 @@ from starlette.responses import RedirectResponse, Response
 
 from service.dashboard import auth
 from service.dashboard.templating import page
-from service.dashboard.views import error_page, store_errors
+from service.dashboard.views import error_page, store_errors, task_action
 from service.settings import Settings
-from service.store import Store, TaskNotFoundError, TaskState, TaskStateError
+from service.store import Store, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -85,26 +85,11 @@ class OperatorPages:
         return RedirectResponse("/tasks?state=dead", status_code=303)
 
     async def _replay(self, request: Request) -> Response:
-        form = await request.form()
-        if not auth.csrf_ok(request, form.get("csrf")):
-            return _expired_form(request)
-        task_id = request.path_params["task_id"]
-        try:
-            task = await self._store.replay_task(task_id)
-        except TaskNotFoundError:
-            return error_page(request, 404, "No such task", "No task has that id.")
-        except TaskStateError:
-            current = await self._store.get_task(task_id)
-            if current is None:
-                return error_page(request, 404, "No such task", "No task has that id.")
-            auth.flash(request, f"Task {task_id} is {current.state.value}: it runs anyway, "
-                                "so there is nothing to replay.")
-            return RedirectResponse(f"/jobs/{current.job_id}#task-{task_id}", status_code=303)
-        logger.info("dashboard: task %s replayed", task.id,
-                    extra={"action": "dashboard_replay", "task_id": task.id})
-        auth.flash(request, f"Task {task.id} ({task.handler}) will run again now; its new run "
-                            "is added to its history.")
-        return RedirectResponse(f"/jobs/{task.job_id}#task-{task.id}", status_code=303)
+        return await task_action(
+            request, self._store.replay_task, action="dashboard_replay", verb="replayed",
+            refused="{state}: it runs anyway, so there is nothing to replay.",
+            done="will run again now; its new run is added to its history.",
+            store=self._store)
 
     async def _workers(self, request: Request) -> Response:
         workers = await self._store.list_workers()

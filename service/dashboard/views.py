@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import urlencode
 
@@ -25,7 +26,14 @@ from service.dashboard.templating import page
 from service.lifecycle import JobState
 from service.media import MediaLinks
 from service.settings import Settings
-from service.store import StorageError, Store, TaskNotFoundError, TaskState, TaskStateError
+from service.store import (
+    StorageError,
+    Store,
+    Task,
+    TaskNotFoundError,
+    TaskState,
+    TaskStateError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,27 +141,10 @@ class DashboardPages:
         })
 
     async def _retry_task(self, request: Request) -> Response:
-        form = await request.form()
-        if not auth.csrf_ok(request, form.get("csrf")):
-            return error_page(request, 403, "This form has expired",
-                               "Go back, reload the page and press the button again.")
-        task_id = request.path_params["task_id"]
-        try:
-            task = await self._store.retry_task(task_id)
-        except TaskNotFoundError:
-            return error_page(request, 404, "No such task", "No task has that id.")
-        except TaskStateError:
-            current = await self._store.get_task(task_id)
-            if current is None:
-                return error_page(request, 404, "No such task", "No task has that id.")
-            auth.flash(request, f"Task {task_id} is {current.state.value}, not dead: "
-                                "there is nothing to retry.")
-            return RedirectResponse(f"/jobs/{current.job_id}#task-{task_id}",
-                                    status_code=303)
-        logger.info("dashboard: task %s retried", task.id,
-                    extra={"action": "dashboard_retry", "task_id": task.id})
-        auth.flash(request, f"Task {task.id} ({task.handler}) will run again now.")
-        return RedirectResponse(f"/jobs/{task.job_id}#task-{task.id}", status_code=303)
+        return await task_action(
+            request, self._store.retry_task, action="dashboard_retry", verb="retried",
+            refused="{state}, not dead: there is nothing to retry.",
+            done="will run again now.", store=self._store)
 
     # -- login -----------------------------------------------------------------------------
 
@@ -204,3 +195,29 @@ class DashboardPages:
         return page(request, "login.html", {
             "next": target, "error": error, "configured": bool(self._settings.api_token),
         }, status_code=status_code, logged_in=False)
+
+
+async def task_action(request: Request, act: Callable[[int], Awaitable[Task]], *, store: Store,
+                      action: str, verb: str, refused: str, done: str) -> Response:
+    """A dashboard button on one task (retry, replay): check the form, act, and go back to the
+    task on its job's page with a confirmation. ``refused`` says why a task in the wrong state
+    was left alone (``{state}`` is its state), ``done`` what now happens to it."""
+    form = await request.form()
+    if not auth.csrf_ok(request, form.get("csrf")):
+        return error_page(request, 403, "This form has expired",
+                          "Go back, reload the page and press the button again.")
+    task_id = request.path_params["task_id"]
+    try:
+        task = await act(task_id)
+    except TaskNotFoundError:
+        return error_page(request, 404, "No such task", "No task has that id.")
+    except TaskStateError:
+        current = await store.get_task(task_id)
+        if current is None:
+            return error_page(request, 404, "No such task", "No task has that id.")
+        auth.flash(request, f"Task {task_id} is " + refused.format(state=current.state.value))
+        return RedirectResponse(f"/jobs/{current.job_id}#task-{task_id}", status_code=303)
+    logger.info("dashboard: task %s %s", task.id, verb,
+                extra={"action": action, "task_id": task.id})
+    auth.flash(request, f"Task {task.id} ({task.handler}) {done}")
+    return RedirectResponse(f"/jobs/{task.job_id}#task-{task.id}", status_code=303)
