@@ -123,6 +123,9 @@ class DashboardPages:
         tasks = await self._store.list_tasks(job_id=job.id)
         runs = {task.id: await self._store.list_task_runs(task.id) for task in tasks}
         deliveries = await self._store.list_job_deliveries(job.id)
+        # Read again after its tasks: a handler records its result on the job before its task
+        # succeeds, so the page never shows a finished download without its video.
+        job = await self._store.get_job(job.id) or job
         download = next((task for task in tasks if task.handler == "download"), None)
         return page(request, "job.html", {
             "job": job, "state": job.state.value, "prompt": present.prompt_of(job),

@@ -5,12 +5,16 @@ signed link instead of ``media_path``."""
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from service.store import SQLiteStore
+from service.lifecycle import JobState
+from service.store import Job, SQLiteStore, Store, connect
+from tests.support.planner import plans
 from tests.api.support import AUTH, T2V, api_app
 from tests.support.servers import free_port
 
@@ -77,3 +81,38 @@ async def test_the_video_is_a_signed_link_not_a_server_path(tmp_path: Path) -> N
             httpx.AsyncClient(timeout=30) as http:
         for view in await _views(http, url, job.id):
             assert view["media_url"] is None and "media_path" not in view
+
+
+async def test_a_job_never_shows_less_than_its_tasks(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler records its result on the job, then its task succeeds. The worker may do
+    both while ``GET /api/jobs/{id}`` is reading; the answer must never pair a succeeded
+    download with a job that has no video (the job is read after its tasks)."""
+    async with connect(database_url, planner=plans("download")) as store:
+        job = await store.create_job(kind="text_to_video", params=T2V)
+        await store.apply_transition(job.id, JobState.SUCCEEDED, source="webhook")
+        [task] = await store.claim_tasks(time.time())
+
+        async def worker_finishes() -> None:
+            await store.update_job(job.id, media_path="/media/v.mp4", media_sha256="ab" * 32,
+                                   media_size=1)
+            await store.complete_task(task.id, attempt=task.attempts)
+
+        # The worker finishes right after the view's first read of the job.
+        read_job = Store.get_job
+        finished: list[bool] = []
+
+        async def get_job_then_finish(self: Store, job_id: str) -> Job | None:
+            found = await read_job(self, job_id)
+            if not finished:
+                finished.append(True)
+                await worker_finishes()
+            return found
+
+        monkeypatch.setattr(Store, "get_job", get_job_then_finish)
+        async with api_app(database_url) as url, httpx.AsyncClient(timeout=30) as http:
+            shown = (await http.get(f"{url}/api/jobs/{job.id}", headers=AUTH)).json()
+        assert finished
+        [shown_task] = shown["tasks"]
+        if shown_task["state"] == "succeeded":
+            assert shown["media_sha256"] == "ab" * 32, shown
