@@ -241,20 +241,16 @@ class JobsAPI:
 
     async def get_job(self, request: Request) -> JSONResponse:
         job_id = api_input.path_id(request.path_params["job_id"])
-        if job_id is None:
+        # One moment: the job's state, its history and its tasks agree.
+        found = None if job_id is None else await self._store.job_history(
+            job_id, unapplied_limit=MAX_PAGE)
+        if found is None:
             return error(404, "no such job")
-        # The job is read last: a handler records its result on the job (the video, an error)
-        # before its task succeeds, so a job read after its tasks never shows less than they do.
-        transitions = await self._store.list_transitions(job_id)
-        tasks = await self._store.list_tasks(job_id=job_id)
-        unapplied = await self._store.list_unapplied_webhooks(job_id, limit=MAX_PAGE)
-        job = await self._store.get_job(job_id)
-        if job is None:
-            return error(404, "no such job")
-        return APIResponse({**job_json(job, self._links),
-                            "transitions": [transition_json(t) for t in transitions],
-                            "unapplied_webhooks": [unapplied_json(d) for d in unapplied],
-                            "tasks": [task_json(t) for t in tasks]})
+        return APIResponse({**job_json(found.job, self._links),
+                            "transitions": [transition_json(t) for t in found.transitions],
+                            "unapplied_webhooks": [unapplied_json(d)
+                                                   for d in found.unapplied_webhooks],
+                            "tasks": [task_json(t) for t in found.tasks]})
 
     async def list_jobs(self, request: Request) -> JSONResponse:
         query = request.query_params

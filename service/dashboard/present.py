@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -99,7 +100,7 @@ class JobRow:
                    updated_at=job.updated_at, credits=credits, last_error=job.last_error)
 
 
-def credits_of(transitions: list[Transition]) -> int | None:
+def credits_of(transitions: Sequence[Transition]) -> int | None:
     """The credits PixVerse reported for a job (its submit answer or final status)."""
     for transition in reversed(transitions):
         if transition.outcome is Outcome.APPLIED:

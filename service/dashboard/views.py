@@ -112,20 +112,16 @@ class DashboardPages:
         })
 
     async def _job(self, request: Request) -> Response:
-        job = await self._store.get_job(request.path_params["job_id"])
-        if job is None:
+        found = await self._store.job_history(request.path_params["job_id"])
+        if found is None:
             return error_page(request, 404, "No such job",
                                "No job has that id. It may be a typo, or a different "
                                "database.")
+        job, transitions, unapplied = found.job, found.transitions, found.unapplied_webhooks
+        tasks = found.tasks
         signature = await job_signature(self._store, job.id)
-        transitions = await self._store.list_transitions(job.id)
-        unapplied = await self._store.list_unapplied_webhooks(job.id)
-        tasks = await self._store.list_tasks(job_id=job.id)
         runs = {task.id: await self._store.list_task_runs(task.id) for task in tasks}
         deliveries = await self._store.list_job_deliveries(job.id)
-        # Read again after its tasks: a handler records its result on the job before its task
-        # succeeds, so the page never shows a finished download without its video.
-        job = await self._store.get_job(job.id) or job
         download = next((task for task in tasks if task.handler == "download"), None)
         return page(request, "job.html", {
             "job": job, "state": job.state.value, "prompt": present.prompt_of(job),

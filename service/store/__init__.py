@@ -62,6 +62,7 @@ from service.store.idempotency import IdempotencyKey
 from service.store.records import (
     DeliveryOutcome,
     Job,
+    JobHistory,
     JobUpdate,
     SubmissionClaim,
     Task,
@@ -107,6 +108,7 @@ __all__ = [
     "Transition",
     "TransitionObserver",
     "TransitionResult",
+    "JobHistory",
     "UnsupportedDatabaseError",
     "WebhookDelivery",
     "WebhookIngest",

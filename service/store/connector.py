@@ -79,6 +79,12 @@ class Connector(Protocol):
         """Run ``op`` in a transaction that writes nothing."""
         ...
 
+    async def snapshot(self, op: Operation[T]) -> T:
+        """Run ``op`` as :meth:`read` does, every statement seeing the same moment: for a view
+        built from several statements (a job with its history and its tasks), which plain
+        reads could each catch on either side of a commit."""
+        ...
+
     async def write(self, op: Operation[T]) -> T:
         """Run ``op`` in a write transaction; return its result once committed."""
         ...

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from service.store import records
 from service.store.base import StoreBase, filters, page, required
-from service.store.connector import Transaction
+from service.store.connector import Operation, Transaction
 from service.store.records import (
     DeliveryOutcome,
     WebhookDelivery,
@@ -112,12 +112,19 @@ class Deliveries(StoreBase):
                                       limit: int = 50) -> list[WebhookDelivery]:
         """The job's kept webhooks that changed nothing (:meth:`keep_webhook`; ``error``
         says why), oldest first: a job's history shows them beside its transitions."""
+        return await self._db.read(self._unapplied_webhooks(job_id, limit))
+
+    def _unapplied_webhooks(self, job_id: str,
+                            limit: int) -> Operation[list[WebhookDelivery]]:
         check_limit(limit)
         sql = self._sql.render(page("SELECT * FROM webhook_deliveries",
                                     ["job_id = :job_id", "error IS NOT NULL"], "id"))
-        rows = await self._db.read(
-            lambda tx: tx.fetch_all(sql, {"job_id": job_id, "limit": limit}))
-        return [records.delivery(row) for row in rows]
+
+        async def op(tx: Transaction) -> list[WebhookDelivery]:
+            rows = await tx.fetch_all(sql, {"job_id": job_id, "limit": limit})
+            return [records.delivery(row) for row in rows]
+
+        return op
 
     async def claim_nonce(self, nonce: str, timestamp: float | None) -> bool:
         """Claim a webhook nonce atomically: ``True`` the first time, ``False`` ever after."""

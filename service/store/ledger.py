@@ -21,7 +21,7 @@ from typing import Any
 from service.lifecycle import Decision, JobState, TransitionSource, decide
 from service.store import records
 from service.store.base import StoreBase, required
-from service.store.connector import Transaction
+from service.store.connector import Operation, Transaction
 from service.store.deliveries import delivery_row
 from service.store.errors import JobNotFoundError
 from service.store.event_log import append_transition_event
@@ -173,9 +173,14 @@ class Ledger(StoreBase):
 
     async def list_transitions(self, job_id: str) -> list[Transition]:
         """A job's history, oldest first."""
-        rows = await self._db.read(
-            lambda tx: tx.fetch_all(self._sql["list_transitions"], {"job_id": job_id}))
-        return [records.transition(row) for row in rows]
+        return await self._db.read(self._transitions(job_id))
+
+    def _transitions(self, job_id: str) -> Operation[list[Transition]]:
+        async def op(tx: Transaction) -> list[Transition]:
+            rows = await tx.fetch_all(self._sql["list_transitions"], {"job_id": job_id})
+            return [records.transition(row) for row in rows]
+
+        return op
 
     async def get_transition(self, transition_id: int) -> Transition | None:
         row = await self._db.read(

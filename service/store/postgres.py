@@ -43,7 +43,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
 
 from service.store.base import TransitionObserver
-from service.store.connector import Operation, Params, Row
+from service.store.connector import Operation, Params, Row, Transaction
 from service.store.errors import ConstraintError, StorageError, StoreClosedError
 from service.store.records import TaskPlanner
 from service.store.sql import queries
@@ -207,6 +207,13 @@ class PostgresConnector:
             return await op(tx)
 
     read = write  # READ COMMITTED: a read is a transaction like any other
+
+    async def snapshot(self, op: Operation[T]) -> T:
+        async def in_snapshot(tx: Transaction) -> T:
+            await tx.execute(self.sql["begin_snapshot"])  # the transaction's first statement
+            return await op(tx)
+
+        return await self.write(in_snapshot)
 
     # -- waking workers ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from service.store import records
 from service.store.base import StoreBase, filters, page, required
-from service.store.connector import Transaction
+from service.store.connector import Operation, Transaction
 from service.store.errors import LeaseLostError, TaskNotFoundError, TaskStateError
 from service.store.event_log import append_task_run_event
 from service.store.records import Task, TaskRun, TaskRunOutcome, TaskState, check_limit
@@ -120,14 +120,23 @@ class TaskQueue(StoreBase):
                          handler: str | None = None, limit: int = 1000,
                          newest_first: bool = False) -> list[Task]:
         """Tasks oldest first (or newest first), filtered."""
+        return await self._db.read(self._tasks(job_id=job_id, state=state, handler=handler,
+                                               limit=limit, newest_first=newest_first))
+
+    def _tasks(self, *, job_id: str | None = None, state: TaskState | None = None,
+               handler: str | None = None, limit: int = 1000,
+               newest_first: bool = False) -> Operation[list[Task]]:
         conditions, params = filters(
             job_id=job_id, state=None if state is None else TaskState(state).value,
             handler=handler)
         sql = self._sql.render(page("SELECT * FROM tasks", conditions,
                                     "id DESC" if newest_first else "id"))
-        rows = await self._db.read(
-            lambda tx: tx.fetch_all(sql, {**params, "limit": check_limit(limit)}))
-        return [records.task(row) for row in rows]
+        params["limit"] = check_limit(limit)
+
+        async def op(tx: Transaction) -> list[Task]:
+            return [records.task(row) for row in await tx.fetch_all(sql, params)]
+
+        return op
 
     async def list_task_runs(self, task_id: int) -> list[TaskRun]:
         """A task's finished runs, oldest first."""

@@ -188,6 +188,17 @@ class TransitionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class JobHistory:
+    """A job with its transitions, its kept webhooks that changed nothing, and its tasks, all
+    read at one moment (:meth:`Store.job_history`)."""
+
+    job: Job
+    transitions: Sequence[Transition]
+    unapplied_webhooks: Sequence[WebhookDelivery]
+    tasks: Sequence[Task]
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookIngest:
     """What :meth:`Store.ingest_webhook` did with one verified delivery.
 

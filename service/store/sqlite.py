@@ -158,6 +158,22 @@ class SQLiteConnector:
         return await self._readers.run(
             lambda db: run_sync(op(SQLiteTransaction(db))))  # type: ignore[arg-type]
 
+    async def snapshot(self, op: Operation[T]) -> T:
+        if not self.is_open:
+            raise StoreClosedError("the store is not open")
+        if self._readers is None:
+            return await self.write(op)  # one writer transaction is one moment already
+
+        def in_snapshot(db: Database) -> T:
+            # A reader runs in autocommit; BEGIN makes its statements share one WAL snapshot.
+            db.execute("BEGIN")
+            try:
+                return run_sync(op(SQLiteTransaction(db)))  # type: ignore[arg-type]
+            finally:
+                db.execute("COMMIT")
+
+        return await self._readers.run(in_snapshot)
+
     async def wait_for_tasks(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.tasks_ready.wait(), timeout)

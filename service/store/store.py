@@ -13,6 +13,7 @@ import logging
 from types import TracebackType
 from typing import Self
 
+from service.store import records
 from service.store.alerts import Alerts
 from service.store.connector import Transaction
 from service.store.deliveries import Deliveries
@@ -21,6 +22,7 @@ from service.store.idempotency import IdempotencyKeys
 from service.store.jobs import Jobs
 from service.store.operator import OperatorTools
 from service.store.queue import TaskQueue
+from service.store.records import JobHistory
 from service.store.retention import Retention
 from service.store.schema import migrate
 from service.store.sessions import DashboardSessions
@@ -38,6 +40,25 @@ class Store(IdempotencyKeys, Jobs, Deliveries, TaskQueue, DashboardSessions, Ope
     :func:`service.store.connect`, or as :class:`~service.store.sqlite.SQLiteStore` /
     :class:`~service.store.postgres.PostgresStore`.
     """
+
+    async def job_history(self, job_id: str, *, unapplied_limit: int = 50,
+                          tasks_limit: int = 1000) -> JobHistory | None:
+        """The job, its transitions, unapplied webhooks and tasks, read at one moment: a
+        handler records its result on the job before its task succeeds, and a transition
+        moves the job and writes its row together, so separate reads could show a finished
+        task beside a job without its video, or a state without the row that set it."""
+        transitions = self._transitions(job_id)
+        unapplied = self._unapplied_webhooks(job_id, unapplied_limit)
+        tasks = self._tasks(job_id=job_id, limit=tasks_limit)
+
+        async def op(tx: Transaction) -> JobHistory | None:
+            row = await tx.fetch_one(self._sql["get_job"], {"id": job_id})
+            if row is None:
+                return None
+            return JobHistory(records.job(row), await transitions(tx), await unapplied(tx),
+                              await tasks(tx))
+
+        return await self._db.snapshot(op)
 
     async def open(self) -> None:
         """Connect and migrate; a no-op when already open."""

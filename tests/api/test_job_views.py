@@ -5,6 +5,7 @@ signed link instead of ``media_path``."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import httpx
 import pytest
 
 from service.lifecycle import JobState
-from service.store import Job, SQLiteStore, Store, connect
-from tests.support.planner import plans
+from service.store import SQLiteStore, Store, connect
+from service.store.connector import Operation, Transaction
 from tests.api.support import AUTH, T2V, api_app
+from tests.support.planner import plans
 from tests.support.servers import free_port
 
 CALLBACK = ("https://hooks.example.com/in?token=abc&x=1&api_key=k1&Signature=s1&sig=s2"
@@ -87,32 +89,49 @@ async def test_a_job_never_shows_less_than_its_tasks(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A handler records its result on the job, then its task succeeds. The worker may do
     both while ``GET /api/jobs/{id}`` is reading; the answer must never pair a succeeded
-    download with a job that has no video (the job is read after its tasks)."""
+    download with a job that has no video (one snapshot: ``Store.job_history``)."""
     async with connect(database_url, planner=plans("download")) as store:
         job = await store.create_job(kind="text_to_video", params=T2V)
         await store.apply_transition(job.id, JobState.SUCCEEDED, source="webhook")
         [task] = await store.claim_tasks(time.time())
+    if database_url.startswith("sqlite"):
+        other: Any = sqlite3.connect(database_url.removeprefix("sqlite:///"),
+                                     check_same_thread=False)
+        mark = "?"
+    else:
+        import psycopg
+        other, mark = psycopg.connect(database_url, autocommit=True), "%s"
 
-        async def worker_finishes() -> None:
-            await store.update_job(job.id, media_path="/media/v.mp4", media_sha256="ab" * 32,
-                                   media_size=1)
-            await store.complete_task(task.id, attempt=task.attempts)
+    def worker_finishes() -> None:  # on another connection, as the worker process would
+        other.execute(f"UPDATE jobs SET media_sha256 = {mark}, media_size = 1 "
+                      f"WHERE id = {mark}", ("ab" * 32, job.id))
+        other.execute(f"UPDATE tasks SET state = 'succeeded' WHERE id = {mark}", (task.id,))
+        other.commit()
 
-        # The worker finishes right after the view's first read of the job.
-        read_job = Store.get_job
-        finished: list[bool] = []
+    # The worker finishes after the view has read the job, before it reads the tasks.
+    read_tasks = Store._tasks
+    finished: list[bool] = []
 
-        async def get_job_then_finish(self: Store, job_id: str) -> Job | None:
-            found = await read_job(self, job_id)
+    def tasks_after_the_worker(self: Store, **query: Any) -> Operation[Any]:
+        op = read_tasks(self, **query)
+
+        async def after(tx: Transaction) -> Any:
             if not finished:
                 finished.append(True)
-                await worker_finishes()
-            return found
+                worker_finishes()
+            return await op(tx)
 
-        monkeypatch.setattr(Store, "get_job", get_job_then_finish)
+        return after
+
+    monkeypatch.setattr(Store, "_tasks", tasks_after_the_worker)
+    try:
         async with api_app(database_url) as url, httpx.AsyncClient(timeout=30) as http:
             shown = (await http.get(f"{url}/api/jobs/{job.id}", headers=AUTH)).json()
-        assert finished
-        [shown_task] = shown["tasks"]
-        if shown_task["state"] == "succeeded":
-            assert shown["media_sha256"] == "ab" * 32, shown
+            again = (await http.get(f"{url}/api/jobs/{job.id}", headers=AUTH)).json()
+    finally:
+        other.close()
+    assert finished
+    assert [t["state"] for t in shown["tasks"]] == ["running"], shown
+    assert shown["media_sha256"] is None
+    assert [t["state"] for t in again["tasks"]] == ["succeeded"]
+    assert again["media_sha256"] == "ab" * 32

@@ -18,6 +18,11 @@ FOR UPDATE SKIP LOCKED
 -- name: advisory_lock
 SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || :name, 0))
 
+-- One snapshot for every statement of a read that builds a view from several (read only:
+-- it can never fail to serialise).
+-- name: begin_snapshot
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
+
 -- name: current_schema
 SELECT current_schema() AS name
 
