@@ -190,6 +190,7 @@ def _start(role: str, dev: bool, ports: dict[str, str | None]) -> tuple[Settings
 def _serve(run_background: bool, host: str, port_text: str, dev: bool) -> None:
     import uvicorn
 
+    from service import tracing
     from service.app import create_app
     from service.logs import configure_logging
     from service.serving import raise_open_file_limit
@@ -197,6 +198,7 @@ def _serve(run_background: bool, host: str, port_text: str, dev: bool) -> None:
     settings, (port,) = _start("serve" if run_background else "web", dev,
                                {"--port": port_text})
     configure_logging(settings)
+    tracing.configure()
     raise_open_file_limit()  # each connection holds a descriptor; 1024 is starved easily
     uvicorn.run(create_app(settings, run_background=run_background), host=host, port=port,
                 log_level=settings.log_level, access_log=settings.access_log,
@@ -245,11 +247,13 @@ def worker(health_port: str | None, health_host: str, dev: bool) -> None:
 
         pixhook worker --health-port 9100
     """
+    from service import tracing
     from service.logs import configure_logging
     from service.services import run_worker_process
 
     settings, ports = _start("worker", dev, {"--health-port": health_port})
     configure_logging(settings)
+    tracing.configure()
     asyncio.run(run_worker_process(settings, health_host=health_host,
                                    health_port=ports[0] if ports else None))
 

@@ -1,11 +1,13 @@
 """``pixhook demo``: the whole pixhook service against the simulator, end to end, on loopback.
 
-It starts the PixVerse simulator, a local Slack stand-in and pixhook itself (web, worker and
-handlers in one process, a fresh SQLite database in a temporary directory) on free loopback
-ports; uploads an image; submits jobs of several kinds through pixhook's own ``/api`` (a
-three-step chain, an image-to-video, one meant to fail moderation); shows each state change as
-it happens; and ends with a summary: jobs per state, files downloaded into ``./media``, Slack
-messages, status polls made (zero: webhooks only) and webhook-to-handler latency.
+It starts the PixVerse simulator, local Slack and Discord stand-ins and pixhook itself (web,
+worker and handlers in one process, a fresh SQLite database in a temporary directory) on free
+loopback ports; uploads an image; submits jobs of several kinds through pixhook's own ``/api``
+(a three-step chain, an image-to-video, one meant to fail moderation); shows each state change
+as it happens; replays the history through the event stream; and ends with a summary: jobs per
+state, files downloaded into ``./media``, Slack and Discord messages (Discord's stand-in answers
+its first post with 429 and ``Retry-After``, as Discord does, so one retry shows too), status
+polls made (zero: webhooks only) and webhook-to-handler latency.
 
 Everything it starts is stopped on the way out, Ctrl-C included.
 """
@@ -28,6 +30,7 @@ import httpx
 
 from pixhook_sdk import AsyncPixhook
 from service.app import create_app
+from service.chat_standins import StandIn
 from service.pixverse import PixVerseClient
 from service.serving import free_port, running_server
 from service.settings import Settings
@@ -42,6 +45,7 @@ DEMO_GENERATION_SECONDS: Final = 1.0
 DEMO_TIMEOUT_SECONDS: Final = 60.0
 TERMINAL: Final = frozenset({"succeeded", "failed", "moderation_failed", "rejected", "deleted"})
 SLACK_PATH: Final = "/services/T0DEMO/B0DEMO/demo"
+DISCORD_PATH: Final = "/api/webhooks/42/discord-token"
 
 T2V: Final = {"model": "v6", "duration": 5, "quality": "540p", "aspect_ratio": "16:9"}
 #: The demo's jobs: (name, kind, params, follow-up steps, the final state expected).
@@ -109,10 +113,12 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
     simulator = SimulatorConfig(generation_seconds=DEMO_GENERATION_SECONDS)
     account = simulator.accounts[DEFAULT_API_KEY]
     slack = SlackReceiver(path=SLACK_PATH)
+    chat = StandIn(discord_token=DISCORD_PATH.rsplit("/", 1)[1])
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="pixhook-demo-") as workdir:
         async with running_server(create_simulator(simulator)) as sim_url, \
-                running_server(slack.app) as slack_url:
+                running_server(slack.app) as slack_url, \
+                running_server(chat.app) as chat_url:
             settings = Settings(
                 database_url=f"sqlite:///{Path(workdir) / 'pixhook.db'}",
                 pixverse_base_url=f"{sim_url}/openapi/v2",
@@ -124,6 +130,8 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
                 media_dir=str(Path(media_dir).resolve()),
                 download_allow_private=True,  # the simulator serves its videos on loopback
                 slack_webhook_url=f"{slack_url}{SLACK_PATH}",
+                handlers=(*Settings.handlers, "discord"),
+                handler_options={"discord": {"webhook_url": f"{chat_url}{DISCORD_PATH}"}},
                 webhook_grace=30.0,
             )
             app = create_app(settings)
@@ -133,6 +141,7 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
                 echo(f"{'simulator':<18} {sim_url}/openapi/v2")
                 echo(f"{'pixhook':<18} {pixhook_url}  (webhooks at /webhooks/pixverse)")
                 echo(f"{'slack':<18} {slack_url}{SLACK_PATH}  (a local stand-in)")
+                echo(f"{'discord':<18} {chat_url}{DISCORD_PATH}  (a local stand-in)")
                 echo("")
                 api = DemoApi(http, pixhook_url, settings.api_token)
                 await _run_jobs(api, settings, echo)
@@ -146,12 +155,18 @@ async def run_demo(*, media_dir: str = "media", echo: Callable[[str], None] = pr
     media = Path(media_dir).resolve()
     downloads = {job["id"]: next((str(path) for path in media.glob(f"{job['id']}.*")), "?")
                  for job in jobs if job.get("media_sha256")}
-    _summary(jobs, tasks, downloads, len(slack.received), status_calls, delays,
+    discord = chat.of("discord")
+    attached = sum(bool(message["_files"]) for message in discord)
+    messages = {"slack": f"{len(slack.received)}",
+                "discord": f"{len(discord)} ({attached} with the MP4 attached; "
+                           f"{chat.requests - len(discord)} answered 429 and retried)"}
+    _summary(jobs, tasks, downloads, messages, status_calls, delays,
              time.monotonic() - started, echo)
     expected = {"succeeded": 4, "moderation_failed": 1}
     by_state = _count(job["state"] for job in jobs)
     ok = (by_state == expected and status_calls == 0 and len(downloads) == 4
-          and all(task["state"] == "succeeded" for task in tasks) and streamed)
+          and all(task["state"] == "succeeded" for task in tasks) and streamed
+          and len(discord) == len(jobs) and not chat.problems)
     if not ok:
         echo("the demo did not end as expected (see above)")
     return 0 if ok else 1
@@ -232,7 +247,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 def _summary(jobs: list[dict[str, Any]], tasks: list[dict[str, Any]], downloads: dict[str, str],
-             slack_messages: int, status_calls: int, delays: list[float], elapsed: float,
+             messages: dict[str, str], status_calls: int, delays: list[float], elapsed: float,
              echo: Callable[[str], None]) -> None:
     echo("")
     echo(f"{'job':<31} {'kind':<15} {'state':<18} {'file'}")
@@ -246,7 +261,8 @@ def _summary(jobs: list[dict[str, Any]], tasks: list[dict[str, Any]], downloads:
     echo(f"jobs               {len(jobs)}: {states}")
     echo(f"handler tasks      {len(tasks)}: {handler_runs}")
     echo(f"files downloaded   {len(downloads)}")
-    echo(f"slack messages     {slack_messages}")
+    for service, count in messages.items():
+        echo(f"{service + ' messages':<18} {count}")
     echo(f"status polls made  {status_calls} (webhooks only)")
     if delays:
         p50 = statistics.median(delays) * 1000

@@ -41,7 +41,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from service import bodies, lifecycle
+from service import bodies, lifecycle, tracing
 from service.metrics import Metrics
 from service.pixverse import signature
 from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
@@ -67,7 +67,7 @@ class WebhookReceiver:
 
     async def endpoint(self, request: Request) -> PlainTextResponse:
         started = time.perf_counter()
-        outcome, response = await self._handle(request)
+        outcome, response = await self._handle(request, time.time_ns())
         self.outcomes[outcome] += 1
         if self.metrics is not None:
             self.metrics.record_webhook(outcome, time.perf_counter() - started)
@@ -79,7 +79,8 @@ class WebhookReceiver:
                         extra={"action": "webhook", "outcome": outcome})
         return response
 
-    async def _handle(self, request: Request) -> tuple[str, PlainTextResponse]:
+    async def _handle(self, request: Request,
+                      started_ns: int) -> tuple[str, PlainTextResponse]:
         secrets = self._settings.webhook_secrets
         if not secrets:
             return "unconfigured", _answer(503, "PIXVERSE_WEBHOOK_SECRET is not set")
@@ -118,6 +119,7 @@ class WebhookReceiver:
         if isinstance(read, _Unusable):
             return await self._keep(read, body, headers, event, received_at)
         video_id, proposed = read
+        ingest_started_ns = time.time_ns()
         try:
             ingest = await self._store.ingest_webhook(
                 body=body, headers=headers, nonce=event.nonce,
@@ -134,6 +136,8 @@ class WebhookReceiver:
                            extra={"action": "webhook", "video_id": video_id})
             return "orphan", _answer(200, "ok")
         result = ingest.transition
+        tracing.record_transition("pixverse.webhook", result, video_id=video_id,
+                                  started_ns=started_ns, write_started_ns=ingest_started_ns)
         logger.info("webhook %s for job %s: %s", proposed.value, result.job.id,
                     result.outcome.value,
                     extra={"action": "webhook", "job_id": result.job.id,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from service import tracing
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
 from service.metrics import Metrics
 from service.pixverse import errors
@@ -107,6 +108,7 @@ class Reconciler:
         return True
 
     async def _poll(self, job: Job, video_id: int, now: float, grace: float) -> None:
+        started_ns = time.time_ns()
         self.status_calls += 1
         if self.metrics is not None:
             self.metrics.record_status_poll()
@@ -126,15 +128,21 @@ class Reconciler:
                            extra={"action": "poll", "job_id": job.id})
             await self._store.update_job(job.id, next_poll_at=now + grace)
             return
-        polled = await self._apply(job, proposed, payload)
+        polled = await self._apply(job, proposed, payload, started_ns=started_ns)
         if not polled.is_terminal:
             silent_for = now - job.state_changed_at
             backoff = min(MAX_POLL_BACKOFF_SECONDS, max(grace, silent_for / 4))
             await self._store.update_job(job.id, next_poll_at=now + backoff)
 
-    async def _apply(self, job: Job, state: JobState, payload: dict[str, object]) -> Job:
+    async def _apply(self, job: Job, state: JobState, payload: dict[str, object], *,
+                     started_ns: int | None = None) -> Job:
+        write_started_ns = time.time_ns()
         result = await self._store.apply_transition(
             job.id, state, source=TransitionSource.POLL, payload=payload)
+        if job.video_id is not None:
+            tracing.record_transition("pixverse.poll", result, video_id=job.video_id,
+                                      started_ns=started_ns or write_started_ns,
+                                      write_started_ns=write_started_ns)
         if result.applied:
             logger.info("poll moved job %s to %s", job.id, state.value,
                         extra={"action": "poll", "job_id": job.id})

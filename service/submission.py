@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Unpack
 
+from service import tracing
 from service.lifecycle import JobState, TransitionSource, state_from_pixverse
 from service.metrics import Metrics
 from service.pixverse import errors
@@ -355,7 +356,12 @@ class Submitter:
         attempts = job.attempts + 1
         await self._update(job, attempts=attempts)
         try:
-            submission = await self._client.submit(request, trace_id=job.trace_id)
+            with tracing.span("pixverse.submit", ai_trace_id=job.trace_id, attributes={
+                    "pixhook.job_id": job.id, "pixhook.kind": job.kind,
+                    "pixhook.attempt": attempts}) as span:
+                submission = await self._client.submit(request, trace_id=job.trace_id)
+                if span is not None:
+                    span.set_attribute("pixverse.video_id", str(submission.job_id))
         except errors.ConcurrencyLimitError as exc:
             self._hold(exc.retry_after or errors.DEFAULT_CONCURRENCY_RETRY_AFTER)
             await self._requeue(job, exc)

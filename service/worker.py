@@ -41,6 +41,7 @@ from typing import Any, Final
 
 import httpx
 
+from service import tracing
 from service.handler_api import (
     HandlerContext,
     PermanentError,
@@ -273,8 +274,12 @@ class TaskRunner:
                                  options=subscription.options, task=task, submit=self._submit)
         lease_keeper = asyncio.create_task(self._keep_lease(task, log))
         try:
-            async with asyncio.timeout(self._settings.task_timeout or None):
-                await subscription.handler.run(job, transition, context)
+            with tracing.span("pixhook.handler", ai_trace_id=job.trace_id, attributes={
+                    "pixhook.job_id": job.id, "pixhook.handler": task.handler,
+                    "pixhook.task_id": task.id, "pixhook.attempt": task.attempts,
+                    "pixhook.to_state": transition.to_state.value}):
+                async with asyncio.timeout(self._settings.task_timeout or None):
+                    await subscription.handler.run(job, transition, context)
         except Retry as exc:
             await self._failed(task, started, log, exc, retry_in=exc.after)
         except PermanentError as exc:

@@ -1,5 +1,5 @@
 """The Discord, Teams, Telegram and Apprise handlers against local stand-ins on real uvicorn
-(:mod:`tests.support.chat_standins` checks each payload against the service's documentation
+(:mod:`service.chat_standins` checks each payload against the service's documentation
 and answers the first request with 429 and ``Retry-After``)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from handlers.telegram import TelegramHandler
 from service.handler_api import BaseHandler, PermanentError, Retry
 from service.lifecycle import JobState
 from tests.handlers.conftest import Harness
-from tests.support.chat_standins import StandIn
+from service.chat_standins import StandIn
 from tests.support.servers import free_port, running_server
 
 PIXVERSE_URL = "https://media.pixverse.ai/pixverse/mp4/media/web/ori/lantern.mp4"

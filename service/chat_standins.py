@@ -5,6 +5,9 @@ Each records the payloads it accepts, answers a payload that breaks a documented
 service's 400 (and keeps the reason in ``problems``), and answers its first request with 429
 and ``Retry-After`` (``rate_limit_once``). Serve ``StandIn.app`` with ``running_server``.
 
+Used by the tests and by ``pixhook demo`` (which posts its jobs to the Discord stand-in); point
+a handler at one to develop a chat integration without a Discord, Teams or Telegram account.
+
 What is checked, by service:
 
 * **Discord** (developer docs, "Execute Webhook" and "Embed Limits"): a POST to
