@@ -10,6 +10,9 @@ in batches of :data:`WRITE_BYTES`, overlapping with the network reads, so the ev
 never stalled by a slow disk. The file appears under its final name only when complete: it is
 written to a hidden temp file in the same directory, fsynced, then renamed with ``os.replace``
 (atomic within one file system). Every failure, cancellation included, removes the temp file.
+When the disk is fast, the event loop's share (httpx's per-chunk work) is what limits the rate
+(``scripts/bench_download``), so it reads :data:`READ_BYTES` at a time and never copies a
+chunk: the writer thread hashes the chunks as they came and writes them with one ``writev``.
 
 A process killed mid-download (SIGKILL, a power cut) cannot clean up, so its temp file would
 stay and, over time, fill the disk. Temp files are named ``.{job id}.{8 random}.part`` and held
@@ -60,8 +63,9 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, ClassVar, Final
+from typing import Any, ClassVar, Final
 
+import httpcore
 import httpx
 
 from service.handler_api import (
@@ -93,6 +97,9 @@ MAX_REDIRECTS: Final = 5
 #: Bytes handed to the writer thread at once: large enough that thread hand-offs cost nothing,
 #: small enough that memory stays flat (at most about three batches are alive at once).
 WRITE_BYTES: Final = 1024 * 1024
+#: Most bytes one read from the connection returns (httpcore's own is 64 KiB): see
+#: :func:`_read_bigger`. asyncio receives at most 256 KiB at once, so more would not help.
+READ_BYTES: Final = 256 * 1024
 #: Bytes between two page-cache hints while writing (Linux): see :meth:`_Writer._release_cache`.
 CACHE_WINDOW_BYTES: Final = 32 * 1024 * 1024
 #: Seconds before retrying a 404: a result URL can lag a little behind the webhook.
@@ -109,6 +116,8 @@ PARTIAL_NAME: Final = re.compile(r"\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}\.part")
 SWEEP_GRACE_SECONDS: Final = 60.0
 
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+#: Buffers one writev takes (1024 on Linux; POSIX promises 16).
+_IOV_MAX: Final = max(16, os.sysconf("SC_IOV_MAX"))
 log = logging.getLogger(__name__)
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -150,6 +159,7 @@ class DownloadHandler(BaseHandler):
         try:
             async with _open(context.http, url, guard,
                              context.settings.outbound_timeout) as response:
+                _read_bigger(response)
                 expected = _expected_length(response, limit)
                 digest, size = await _save(response, target, expected, limit)
         except Exception:
@@ -320,6 +330,24 @@ async def _open(http: httpx.AsyncClient, url: httpx.URL, guard: UrlGuard,
     raise PermanentError(f"more than {MAX_REDIRECTS} redirects from {redact(url)}")
 
 
+def _read_bigger(response: httpx.Response) -> None:
+    """Let the HTTP/1.1 connection carrying ``response`` read :data:`READ_BYTES` at a time.
+
+    httpcore asks for 64 KiB per read while asyncio hands over up to 256 KiB per receive, so
+    anyio splits (and copies) each receive four ways, and every piece then goes alone through
+    anyio, h11, httpcore and httpx: about a quarter of the event loop's CPU for a large body.
+    httpx has no setting for it, so this finds the connection behind httpx's and httpcore's
+    private stream wrappers; if they change shape it does nothing, and only speed is lost
+    (``tests/handlers/test_download.py`` checks that it still applies). The value stays on
+    the pooled connection: a read returns what has arrived, so a larger one holds no memory.
+    """
+    stream: object = response.stream
+    for name in ("_stream", "_httpcore_stream", "_stream", "_connection"):
+        stream = getattr(stream, name, None)
+    if isinstance(stream, httpcore.AsyncHTTP11Connection):
+        stream.READ_NUM_BYTES = READ_BYTES
+
+
 def _check_status(response: httpx.Response) -> None:
     """Turn a non-200 answer into the right way for the task to end."""
     status = response.status_code
@@ -363,10 +391,14 @@ def _expected_length(response: httpx.Response, limit: int) -> int | None:
 
 class _Writer:
     """Hashes and writes batches on one worker thread, in order, one batch at a time, so the
-    next batch is read from the network while the previous one is hashed and written."""
+    next batch is read from the network while the previous one is hashed and written.
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
+    A batch is the list of chunks as they arrived, written with ``writev`` on the raw file
+    descriptor: joining them, or a buffered file, would copy every byte once more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
         self._hash = hashlib.sha256()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="pixhook-download")
@@ -377,14 +409,15 @@ class _Writer:
         self._window_start = 0
         self._window_end = 0
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, chunks: list[bytes]) -> None:
+        """Hand over a batch, once the one before it is written; the list is the writer's."""
         await self.drain()
-        self._pending = self._executor.submit(self._write, data)
+        self._pending = self._executor.submit(self._write, chunks)
 
-    def _write(self, data: bytes) -> None:
-        self._hash.update(data)  # both release the GIL for large buffers
-        self._file.write(data)
-        self._written += len(data)
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._hash.update(chunk)  # releases the GIL for large buffers, as writev does
+        self._written += _write_all(self._fd, chunks)
         if self._written - self._window_end >= CACHE_WINDOW_BYTES:
             self._release_cache()
 
@@ -400,9 +433,8 @@ class _Writer:
         """
         if not hasattr(os, "posix_fadvise"):
             return
-        self._file.flush()
         with contextlib.suppress(OSError):
-            os.posix_fadvise(self._file.fileno(), self._window_start,
+            os.posix_fadvise(self._fd, self._window_start,
                              self._written - self._window_start, os.POSIX_FADV_DONTNEED)
         self._window_start, self._window_end = self._window_end, self._written
 
@@ -417,17 +449,19 @@ class _Writer:
         await asyncio.wrap_future(self._executor.submit(self._sync))
 
     def _sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        os.fsync(self._fd)
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
     def close(self) -> None:
         # Waits for a batch still in flight (say, after a cancellation): at most one write,
-        # and the file must not be closed or removed under it.
+        # and the file must not be closed or removed under it. Closing twice is harmless: the
+        # descriptor's number may already belong to another file.
         self._executor.shutdown(wait=True)
-        self._file.close()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 async def _save(response: httpx.Response, target: Path, expected: int | None,
@@ -438,7 +472,7 @@ async def _save(response: httpx.Response, target: Path, expected: int | None,
                                      dir=target.parent)
     # Held until the file is closed (or its process dies): tells sweep_partials it is live.
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    writer = _Writer(os.fdopen(fd, "wb"))
+    writer = _Writer(fd)
     done = False
     try:
         size = await _stream(response, writer, limit)
@@ -471,13 +505,30 @@ async def _stream(response: httpx.Response, writer: _Writer, limit: int) -> int:
         batch.append(chunk)
         batched += len(chunk)
         if batched >= WRITE_BYTES:
-            await writer.write(b"".join(batch))
-            batch.clear()
+            await writer.write(batch)
+            batch = []
             batched = 0
     if batch:
-        await writer.write(b"".join(batch))
+        await writer.write(batch)
     await writer.drain()
     return size
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> int:
+    """Write ``chunks`` in order with as few ``writev`` calls as the kernel allows (a regular
+    file takes a whole batch at once, but a short write is legal); return the bytes written."""
+    views = [memoryview(chunk) for chunk in chunks]
+    total = 0
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first:first + _IOV_MAX])
+        total += written
+        while first < len(views) and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
+    return total
 
 
 def _sync_directory(directory: Path) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -110,10 +111,11 @@ class Origin:
     async def chunked(self, request: Request) -> Response:
         self.hits.append(request.url.path)
         size = request.path_params["size"]
+        data = pattern(size)
 
         async def body() -> AsyncIterator[bytes]:
             for start in range(0, size, 1000):
-                yield pattern(size)[start:start + 1000]
+                yield data[start:start + 1000]
 
         return StreamingResponse(body())  # no Content-Length: chunked
 
@@ -190,6 +192,53 @@ async def test_downloads_from_the_simulator_and_records_path_hash_and_size(
     [line] = [r.getMessage() for r in caplog.records if r.name == "tests.handlers.download"]
     assert f"downloaded {size} bytes" in line and "MB/s" in line
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_large_body_is_read_in_pieces_larger_than_httpcores_64_kib(
+        harness: Harness, origin: tuple[Origin, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each piece costs the event loop a trip through anyio, h11, httpcore and httpx, so the
+    # handler asks its connection for READ_BYTES at a time (scripts/bench_download).
+    _server, url = origin
+    size = 4 * MiB
+    pieces: list[int] = []
+    aiter_bytes = httpx.Response.aiter_bytes
+
+    async def recorded(response: httpx.Response,
+                       chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        async for piece in aiter_bytes(response, chunk_size):
+            if not pieces:
+                # Let the rest of the body arrive: it waits in the socket's buffer, and each
+                # read then takes as much as it may.
+                await asyncio.sleep(0.2)
+            pieces.append(len(piece))
+            yield piece
+
+    monkeypatch.setattr(httpx.Response, "aiter_bytes", recorded)
+    # A receive buffer that holds the whole body, so what a read returns is not up to TCP.
+    transport = httpx.AsyncHTTPTransport(
+        socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 2 * size)])
+    job, transition, task = await _job(harness, f"{url}/blob/{size}")
+    settings = local(harness, url)
+    async with httpx.AsyncClient(transport=transport) as http:
+        context = dataclasses.replace(harness.context(task, settings=settings), http=http)
+        await DownloadHandler(settings, {}).run(job, transition, context)
+    done = await harness.store.get_job(job.id)
+
+    assert done is not None and done.media_sha256 == hashlib.sha256(pattern(size)).hexdigest()
+    assert sum(pieces) == size
+    assert max(pieces) > 64 * 1024, f"largest piece {max(pieces)} bytes"
+
+
+async def test_a_body_of_thousands_of_small_chunks_is_written_whole(
+        harness: Harness, origin: tuple[Origin, str]) -> None:
+    # A write batch then holds more chunks than one writev takes (1024 on Linux).
+    _server, url = origin
+    size = 3 * MiB
+    job, transition, task = await _job(harness, f"{url}/chunked/{size}")
+    done = await _run(harness, local(harness, url), job, transition, task)
+    assert done.media_size == size
+    assert done.media_sha256 == hashlib.sha256(pattern(size)).hexdigest()
+    assert done.media_path is not None and Path(done.media_path).read_bytes() == pattern(size)
 
 
 async def test_an_image_keeps_its_extension(harness: Harness, sim_url: str) -> None:
