@@ -41,6 +41,10 @@ What a run may end with:
 Tasks run *at least once*: a worker that dies mid-run leaves a lease that expires, and the task
 runs again. Make effects idempotent with ``context.task.idempotency_key`` (stable across runs).
 
+A worker runs at most ``concurrency`` tasks of one handler at once (16 unless the class says
+otherwise; ``concurrency = N`` in its config overrides), and other handlers' tasks do not wait
+behind a handler at its limit.
+
 These exceptions are the ``HandlerError`` branch of pixhook's one exception tree, drawn whole in
 :mod:`service.exceptions` (defined in :mod:`service.handler_errors`).
 
@@ -59,7 +63,7 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import httpx
 
@@ -83,6 +87,7 @@ from service.settings import Settings
 from service.store import Job, Task, Transition
 
 __all__ = [
+    "DEFAULT_HANDLER_CONCURRENCY",
     "IDENTITY",
     "MAX_ANSWER_BYTES",
     "VIDEO_INPUT_FIELD",
@@ -231,6 +236,12 @@ class HandlerFactory(Protocol):
     def __call__(self, settings: Settings, options: Mapping[str, Any]) -> Handler: ...
 
 
+#: A handler's concurrency limit unless it declares its own (``concurrency``): handlers mostly
+#: wait on the network, so a worker runs many of their tasks at once, and four handlers at this
+#: limit fit the 64 slots of ``PIXHOOK_TASK_CONCURRENCY`` without taking each other's.
+DEFAULT_HANDLER_CONCURRENCY: Final = 16
+
+
 class BaseHandler:
     """A convenient base: keeps ``settings`` and ``options``, runs on every final state, and
     wants every transition it is configured for."""
@@ -240,6 +251,10 @@ class BaseHandler:
     #: Handlers whose task for the same transition must finish first (e.g. Slack links the
     #: downloaded file, so it runs after ``download``). Unknown or disabled names are ignored.
     after: ClassVar[tuple[str, ...]] = ()
+    #: Most runs of this handler one worker has under way at once (within
+    #: ``PIXHOOK_TASK_CONCURRENCY``); ``concurrency = N`` in its config overrides. Lower it
+    #: for a handler that is heavy on CPU or memory, or whose peer takes only a few calls.
+    concurrency: ClassVar[int] = DEFAULT_HANDLER_CONCURRENCY
 
     def __init__(self, settings: Settings, options: Mapping[str, Any]) -> None:
         self.settings = settings

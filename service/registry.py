@@ -10,6 +10,7 @@ would register its own. ``PIXHOOK_HANDLERS`` picks which ones run, and each hand
     [handler.slack]
     states = ["succeeded", "failed"]      # default: the handler's own ``events``
     kinds = ["text_to_video", "extend"]   # default: every kind
+    concurrency = 4                       # runs at once per worker (default: the handler's)
     webhook_url = "..."                   # anything else is an option for the handler
 
 :class:`HandlerSet` is the configured result; its :meth:`HandlerSet.plan` is the store's
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Final
 
-from service.handler_api import Handler, HandlerFactory
+from service.handler_api import DEFAULT_HANDLER_CONCURRENCY, Handler, HandlerFactory
 from service.lifecycle import JobState
 from service.settings import Settings, SettingsError
 from service.store import Job, Transition
@@ -36,7 +37,7 @@ ENTRY_POINT_GROUP: Final = "pixhook.handlers"
 #: The distribution whose entry points are pixhook's own handlers.
 BUILTIN_DISTRIBUTION: Final = "pixhook"
 #: Options every handler understands; the rest are the handler's own.
-FILTER_OPTIONS: Final = frozenset({"states", "kinds"})
+COMMON_OPTIONS: Final = frozenset({"states", "kinds", "concurrency"})
 
 #: Set by the test suite (``pytest_configure``): load only pixhook's own handlers, never
 #: whatever else happens to be installed in the environment.
@@ -91,6 +92,8 @@ class Subscription:
     #: ``None``: every kind.
     kinds: frozenset[str] | None
     options: Mapping[str, Any]
+    #: Most runs of it one worker has under way at once.
+    concurrency: int = DEFAULT_HANDLER_CONCURRENCY
 
 
 class HandlerSet:
@@ -117,7 +120,7 @@ class HandlerSet:
         subscriptions = []
         for name in settings.handlers:
             config = dict(settings.handler_options.get(name, {}))
-            options = {k: v for k, v in config.items() if k not in FILTER_OPTIONS}
+            options = {k: v for k, v in config.items() if k not in COMMON_OPTIONS}
             handler = factories[name](settings, options)
             if handler.name != name:
                 raise HandlerConfigError(
@@ -130,6 +133,7 @@ class HandlerSet:
                 kinds=frozenset(_names(config["kinds"], "kinds", name))
                 if "kinds" in config else None,
                 options=options,
+                concurrency=_concurrency(config, handler),
             ))
         return cls(subscriptions)
 
@@ -170,6 +174,21 @@ def _check_known(names: Iterable[str], known: Mapping[str, object]) -> None:
             f"PIXHOOK_HANDLERS names unknown handlers: {', '.join(unknown)} "
             f"(installed: {', '.join(sorted(known)) or 'none'})"
         )
+
+
+def _concurrency(config: Mapping[str, Any], handler: Handler) -> int:
+    """``concurrency`` from the handler's config (a TOML integer or a variable's text), else
+    the handler's own ``concurrency``, else the default."""
+    if "concurrency" in config:
+        value, where = config["concurrency"], f"[handler.{handler.name}] concurrency"
+    else:
+        value = getattr(handler, "concurrency", DEFAULT_HANDLER_CONCURRENCY)
+        where = f"handler {handler.name!r}: its concurrency"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HandlerConfigError(f"{where} must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 def _states(config: Mapping[str, Any], handler: Handler) -> frozenset[JobState]:

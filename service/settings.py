@@ -186,8 +186,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("PIXHOOK_TASK_LEASE", 60.0,
             "Seconds a worker holds a task without renewing it; a crashed worker's tasks "
             "run again after this.", _seconds),
-    Setting("PIXHOOK_TASK_CONCURRENCY", 8,
-            "Handler tasks one worker runs at once.", _positive_int),
+    Setting("PIXHOOK_TASK_CONCURRENCY", 64,
+            "Handler tasks one worker runs at once, all handlers together; each handler also "
+            "has its own limit, concurrency in [handler.NAME] or PIXHOOK_HANDLER_NAME_CONCURRENCY "
+            "(default 16), and the others' tasks do not wait behind one at its limit.",
+            _positive_int),
     Setting("PIXHOOK_MEDIA_DIR", "media",
             "Where the download handler stores videos (and GET /media/{token} serves them)."),
     Setting("PIXHOOK_DOWNLOAD_HOSTS", ("media.pixverse.ai", "*.pixverse.ai", "*.pixverseai.cn"),
@@ -305,7 +308,7 @@ class Settings:
     task_backoff_max: float = 600.0
     task_timeout: float = 900.0
     task_lease: float = 60.0
-    task_concurrency: int = 8
+    task_concurrency: int = 64
     media_dir: str = "media"
     download_hosts: tuple[str, ...] = ("media.pixverse.ai", "*.pixverse.ai", "*.pixverseai.cn")
     download_allow_private: bool = False

@@ -23,6 +23,11 @@ runs out of attempts        ``dead``; ``POST /api/tasks/{id}/retry`` revives it
 A task whose job was cancelled (``POST /api/jobs/{id}/cancel``) is not run: it is ``dead`` at
 once, with the error ``job cancelled``.
 
+A runner has ``PIXHOOK_TASK_CONCURRENCY`` slots (64) for all handlers together, and each
+handler a limit of its own within them (its ``concurrency``, 16 by default): it claims only as
+many tasks as the fewest free slots of any handler, passing over the handlers at their limit,
+so a slow handler's backlog does not hold the other handlers' tasks back.
+
 Every run is logged with the job id, task id, handler, attempt, outcome and duration, and kept
 in the task's history (``task_runs``).
 """
@@ -33,6 +38,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -52,7 +58,7 @@ from service.handler_api import (
 from service.metrics import Metrics
 from service.registry import HandlerSet
 from service.settings import Settings
-from service.store import LeaseLostError, Store, Task, TaskState
+from service.store import Job, LeaseLostError, Store, Task, TaskState, Transition
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,13 @@ class TaskRunner:
         self.policy = RetryPolicy.from_settings(settings)
         self._running: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        #: Slots for all handlers together, and each enabled handler's own limit within them.
+        self._slots = max(1, settings.task_concurrency)
+        self._limits = {name: min(self._slots, subscription.concurrency)
+                        for name in handlers.names
+                        if (subscription := handlers.get(name)) is not None}
+        #: Runs under way by handler.
+        self._busy: collections.Counter[str] = collections.Counter()
         #: Finished runs by (handler, outcome): succeeded, retry, dead, deferred, lost.
         self.runs: collections.Counter[tuple[str, str]] = collections.Counter()
         #: Seconds from a task being queued to its first run starting (newest last).
@@ -122,7 +135,6 @@ class TaskRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run tasks until ``stop`` is set, then let runs under way finish."""
-        concurrency = max(1, self._settings.task_concurrency)
         while not stop.is_set():
             # Beat on every turn of the loop, not only when claiming: with every slot busy on
             # long runs the loop only waits, and is still alive.
@@ -130,25 +142,27 @@ class TaskRunner:
             # Cleared before claiming, so a run that ends while the claim is under way
             # still wakes the wait below.
             self._slot_freed.clear()
-            free = concurrency - len(self._running)
+            limit, skip = self._claim_plan(self._slots - len(self._running))
             started = 0
-            if free > 0:
+            if limit > 0:
                 try:
-                    started = await self.run_once(limit=free)
+                    started = await self._start(limit, skip)
                 except Exception:
                     logger.exception("task pass failed", extra={"action": "task"})
-            if free > 0 and started == free:
+            if limit > 0 and started == limit:
                 continue  # there may be more due right now
             waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-            if free - started > 0:
-                # A slot is free and nothing more is due: wait for news or the next due task.
-                waiters.append(asyncio.ensure_future(
-                    self._store.wait_for_tasks(await self._idle_time())))
-            if started or free <= 0:
+            if limit - started > 0:
+                # A slot is free and nothing more is due for it: wait for news or the next
+                # due task. The queue's next due task may be one of a handler at its limit,
+                # due already, so with such handlers only news or the poll interval wake it.
+                idle = POLL_INTERVAL_SECONDS if skip else await self._idle_time()
+                waiters.append(asyncio.ensure_future(self._store.wait_for_tasks(idle)))
+            if started or limit <= 0 or skip:
                 waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
-            # Every slot busy: only a finished run can start another, so the queue is not
-            # read until one does (a long queue costs nothing while the slots work). The
-            # timeout keeps the heartbeat going through long runs.
+            # Every slot busy (or every handler's): only a finished run can start another, so
+            # the queue is not read until one does (a long queue costs nothing while the
+            # slots work). The timeout keeps the heartbeat going through long runs.
             await asyncio.wait(waiters, timeout=POLL_INTERVAL_SECONDS,
                                return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
@@ -168,19 +182,44 @@ class TaskRunner:
         return min(POLL_INTERVAL_SECONDS, max(0.0, due - self._clock()) + 0.001)
 
     async def run_once(self, limit: int = 10) -> int:
-        """Claim up to ``limit`` due tasks and start them; return how many were started."""
+        """Claim up to ``limit`` due tasks (within each handler's limit) and start them;
+        return how many were started."""
+        count, skip = self._claim_plan(limit)
+        return await self._start(count, skip) if count > 0 else 0
+
+    def _claim_plan(self, free: int) -> tuple[int, tuple[str, ...]]:
+        """How many tasks to claim with ``free`` slots, and the handlers to pass over (those
+        at their limit). The claim is no bigger than the fewest free slots of any other
+        handler, so whichever handlers' tasks it returns, none goes over its limit."""
+        full = tuple(sorted(name for name, limit in self._limits.items()
+                            if self._busy[name] >= limit))
+        room = [limit - self._busy[name] for name, limit in self._limits.items()
+                if name not in full]
+        if self._limits and not room:
+            return 0, full
+        return max(0, min([free, *room])), full
+
+    async def _start(self, limit: int, skip: tuple[str, ...]) -> int:
         now = self._clock()
         self.heartbeat_at = now
-        tasks = await self._store.claim_tasks(now, limit=limit,
+        tasks = await self._store.claim_tasks(now, limit=limit, skip_handlers=skip,
                                               lease_seconds=self._settings.task_lease)
-        for task in tasks:
-            running = asyncio.create_task(self._execute(task))
+        # A run starts when its claim returns, as when each run read its own job and
+        # transition; they are read now for the whole batch, in one read (two reads a task
+        # cost as much CPU as the rest of a cheap run). If that read fails, the tasks wait
+        # for their leases to run out.
+        started = self._clock()
+        subjects = await self._store.task_subjects(tasks)
+        for task, (job, transition) in zip(tasks, subjects, strict=True):
+            running = asyncio.create_task(self._execute(task, job, transition, started))
             self._running.add(running)
-            running.add_done_callback(self._finished)
+            self._busy[task.handler] += 1
+            running.add_done_callback(functools.partial(self._finished, task.handler))
         return len(tasks)
 
-    def _finished(self, running: asyncio.Task[None]) -> None:
+    def _finished(self, handler: str, running: asyncio.Task[None]) -> None:
         self._running.discard(running)
+        self._busy[handler] -= 1
         self._slot_freed.set()
 
     def _count(self, handler: str, outcome: str) -> None:
@@ -212,13 +251,14 @@ class TaskRunner:
 
     # -- one run -----------------------------------------------------------------------------
 
-    async def _execute(self, task: Task) -> None:
+    async def _execute(self, task: Task, job: Job | None, transition: Transition | None,
+                       started: float) -> None:
         log = logging.LoggerAdapter(logger, {
             "action": "task", "job_id": task.job_id, "task_id": task.id,
             "handler": task.handler, "attempt": task.attempts,
         })
         try:
-            await self._run(task, log)
+            await self._run(task, job, transition, started, log)
         except asyncio.CancelledError:
             # Shutting down mid-run: hand the task back so another run need not wait for the
             # lease to expire. Shielded, since we are being cancelled ourselves.
@@ -234,9 +274,11 @@ class TaskRunner:
             log.exception("task %s (%s, job %s): bookkeeping failed; the lease will expire "
                           "and it runs again", task.id, task.handler, task.job_id)
 
-    async def _run(self, task: Task, log: logging.LoggerAdapter[logging.Logger]) -> None:
+    async def _run(self, task: Task, job: Job | None, transition: Transition | None,
+                   started: float, log: logging.LoggerAdapter[logging.Logger]) -> None:
+        """One run of ``task``, begun at ``started``; ``job`` and ``transition`` as read
+        when it was claimed."""
         subscription = self._handlers.get(task.handler)
-        started = self._clock()
         if subscription is None:
             await self._store.fail_task(
                 task.id, attempt=task.attempts, started_at=started, retry_at=None,
@@ -249,8 +291,6 @@ class TaskRunner:
                                            run_after=self._clock() + DEFER_SECONDS)
             self._count(task.handler, "deferred")
             return
-        job = await self._store.get_job(task.job_id)
-        transition = await self._store.get_transition(task.transition_id)
         if job is None or transition is None:
             await self._store.fail_task(task.id, attempt=task.attempts, started_at=started,
                                         retry_at=None, error="its job or transition is gone")

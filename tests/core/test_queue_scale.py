@@ -56,7 +56,8 @@ def fill(backend: Backend, job_id: str, transition_id: int) -> None:
 
 def plan(backend: Backend, name: str) -> str:
     sql = queries(backend.name)[name]  # type: ignore[arg-type]
-    params = {"now": time.time(), "lease_until": time.time() + 60, "limit": 10}
+    params = {"now": time.time(), "lease_until": time.time() + 60, "limit": 10,
+              "window": 1000, "ids": '["bulk"]'}
     raw = backend.raw()
     try:
         if backend.name == "sqlite":
@@ -94,6 +95,20 @@ async def test_claim_tasks_reads_each_branch_in_due_order_through_its_index(
     if backend.name == "sqlite":
         assert "tasks_state_id" not in found and "tasks_running" in found, found
     claimed = await long_queue.claim_tasks(time.time(), limit=5)
+    assert [task.idempotency_key for task in claimed] == [f"bulk-{i}" for i in range(5)]
+
+
+async def test_a_claim_passing_over_handlers_reads_a_bounded_window_of_the_index(
+        backend: Backend, long_queue: Store) -> None:
+    """Per-handler limits (issue 19, point 3): the claim that leaves out the handlers at their
+    limit walks tasks_pending in due order, at most CLAIM_WINDOW entries, and locks only what
+    it takes."""
+    found = plan(backend, "claim_tasks_skipping")
+    assert "tasks_pending" in found, found
+    if backend.name == "sqlite":
+        assert "tasks_state_id" not in found and "tasks_running" in found, found
+    assert await long_queue.claim_tasks(time.time(), limit=5, skip_handlers=["bulk"]) == []
+    claimed = await long_queue.claim_tasks(time.time(), limit=5, skip_handlers=["other"])
     assert [task.idempotency_key for task in claimed] == [f"bulk-{i}" for i in range(5)]
 
 

@@ -172,6 +172,38 @@ UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_until = :leas
 WHERE id IN (SELECT id FROM picked)
 RETURNING *
 
+-- claim_tasks leaving out the handlers in :ids (a JSON array: those at their concurrency
+-- limit), so their backlog does not hold the others' tasks back. Only the :window most
+-- overdue pending tasks are looked through (no index leads with the handler), which keeps a
+-- claim's cost flat in queue length; they are read without locks, and only the tasks picked
+-- are locked, skipping any another claimer holds, and checked again once locked.
+-- name: claim_tasks_skipping
+WITH candidates AS (
+    SELECT id, handler, run_after AS due FROM tasks {pending_index}
+    WHERE state = 'pending' AND run_after <= :now
+    ORDER BY run_after LIMIT :window
+), pending AS (
+    SELECT id, due FROM candidates WHERE handler NOT IN ({id_list})
+), expired AS (
+    SELECT id, lease_until AS due FROM tasks {running_index}
+    WHERE state = 'running' AND lease_until <= :now AND handler NOT IN ({id_list})
+    ORDER BY lease_until LIMIT :limit
+), picked AS (
+    SELECT id FROM (SELECT id, due FROM pending UNION ALL SELECT id, due FROM expired) AS due
+    ORDER BY due LIMIT :limit
+), locked AS (
+    -- A CASE, not an OR of the two states: SQLite would read that through tasks_state_id.
+    SELECT id FROM tasks
+    WHERE id IN (SELECT id FROM picked)
+      AND CASE state WHEN 'pending' THEN run_after <= :now
+                     WHEN 'running' THEN lease_until <= :now ELSE FALSE END
+    {skip_locked}
+)
+UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_until = :lease_until,
+                 updated_at = :now
+WHERE id IN (SELECT id FROM locked)
+RETURNING *
+
 -- Finishing a run: only while it still holds its lease (:attempt is the attempts count its
 -- claim returned), or unconditionally when no attempt is given.
 -- name: holds_lease
