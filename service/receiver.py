@@ -183,9 +183,8 @@ class _Unusable:
 def _read_event(payload: dict[str, Any]) -> tuple[int, lifecycle.JobState] | _Unusable:
     """``(video_id, proposed state)`` from a verified webhook body, or why it cannot be."""
     raw_id = payload.get("id")
-    text = "" if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) else str(raw_id)
-    # isascii: str.isdigit() also takes other scripts' digits; len: int() refuses thousands.
-    if not (text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) < 2**63):
+    text = _id_digits(raw_id)
+    if not (text and 0 < int(text) < 2**63):
         return _Unusable("unreadable_event", None,
                          f"id {_shown(raw_id)} is not a PixVerse video id; no job is changed")
     video_id, status = int(text), payload.get("status")
@@ -206,9 +205,14 @@ def _claimed_id(body: bytes) -> str:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # junk, or nested too deep to parse
         return "unknown"
-    raw = payload.get("id") if isinstance(payload, dict) else None
+    return _id_digits(payload.get("id") if isinstance(payload, dict) else None) or "unknown"
+
+
+def _id_digits(raw: object) -> str:
+    """``raw`` (a string or an int) as the digits of a PixVerse id, or ``""``. isascii:
+    str.isdigit() also takes other scripts' digits; at most 19: int() refuses thousands."""
     text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
-    return text if text.isascii() and text.isdigit() and len(text) <= 19 else "unknown"
+    return text if text.isascii() and text.isdigit() and len(text) <= 19 else ""
 
 
 def _shown(value: object) -> str:
