@@ -111,8 +111,15 @@ def record(name: str, *, ai_trace_id: str, start_ns: int, end_ns: int, attribute
     trace, with ``children`` (``(name, start_ns, end_ns, attributes)``) under it: for work
     whose job is known only once it is done, as a webhook's."""
     tracer = _tracer()
-    if tracer is None:
-        return
+    if tracer is not None:
+        _record(tracer, name, ai_trace_id=ai_trace_id, start_ns=start_ns, end_ns=end_ns,
+                attributes=attributes, children=children)
+
+
+def _record(tracer: Tracer, name: str, *, ai_trace_id: str, start_ns: int, end_ns: int,
+            attributes: Attributes, children: tuple[tuple[str, int, int, Attributes], ...]
+            ) -> None:
+    """``record`` with the tracer already in hand (callers that checked it reuse it)."""
     parent = tracer.start_span(name, context=_job_context(ai_trace_id),
                                attributes=dict(attributes), start_time=start_ns)
     inner = trace.set_span_in_context(parent)
@@ -126,20 +133,21 @@ def record_transition(name: str, result: TransitionResult, *, video_id: int, sta
                       write_started_ns: int) -> None:
     """A webhook (``pixverse.webhook``) or a reconciler's poll (``pixverse.poll``) that
     reached a job, with its transition's store write as a ``pixhook.transition`` child."""
-    if _tracer() is None:
+    tracer = _tracer()
+    if tracer is None:
         return
     job, transition, ended_ns = result.job, result.transition, time.time_ns()
     outcome = result.outcome.value
-    record(name, ai_trace_id=job.trace_id, start_ns=started_ns, end_ns=ended_ns,
-           attributes={"pixhook.job_id": job.id, "pixverse.video_id": str(video_id),
-                       "pixhook.outcome": outcome},
-           children=(("pixhook.transition", write_started_ns, ended_ns, {
-               "pixhook.job_id": job.id, "pixhook.outcome": outcome,
-               "pixhook.from_state": transition.from_state.value if transition.from_state
-               else "",
-               "pixhook.to_state": transition.to_state.value,
-               "pixhook.source": transition.source.value,
-               "pixhook.tasks": len(result.tasks)}),))
+    _record(tracer, name, ai_trace_id=job.trace_id, start_ns=started_ns, end_ns=ended_ns,
+            attributes={"pixhook.job_id": job.id, "pixverse.video_id": str(video_id),
+                        "pixhook.outcome": outcome},
+            children=(("pixhook.transition", write_started_ns, ended_ns, {
+                "pixhook.job_id": job.id, "pixhook.outcome": outcome,
+                "pixhook.from_state": transition.from_state.value if transition.from_state
+                else "",
+                "pixhook.to_state": transition.to_state.value,
+                "pixhook.source": transition.source.value,
+                "pixhook.tasks": len(result.tasks)}),))
 
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:

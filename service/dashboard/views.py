@@ -130,7 +130,7 @@ class DashboardPages:
             "labels": job.labels, "callback_host": present.callback_host(job.callback_url),
             "transitions": transitions, "pretty_payload": present.pretty_payload,
             "unapplied": unapplied,
-            "tasks": tasks, "runs": runs, "dead": TaskState.DEAD,
+            "tasks": tasks, "runs": runs,
             "finished": (TaskState.SUCCEEDED, TaskState.DEAD),
             "deliveries": deliveries,
             "polls": [t for t in transitions if t.source.value != "webhook"],

@@ -3,10 +3,12 @@
     >>> TextToVideo(prompt="a lantern over a lake", model="v6", duration=5,
     ...             quality="540p", aspect_ratio="21:9").to_payload()["aspect_ratio"]
     '21:9'
-    >>> TextToVideo(prompt="x", model="v5", duration=10, quality="540p", aspect_ratio="16:9")
+    >>> TextToVideo(prompt="x", model="v5", duration=10, quality="540p",
+    ...             aspect_ratio="16:9")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    service.pixverse.errors.InvalidRequest: duration: 10 s is not offered by v5 at 540p (allowed: 5, 8)
+    service.pixverse.errors.InvalidRequest: duration: 10 s is not offered by v5 at 540p
+    (allowed: 5, 8)
 
 The machinery (required fields, one-of groups, unknown fields kept in ``extra``) is in
 :mod:`service.pixverse.request`; each class here adds its endpoint's value rules in

@@ -40,7 +40,10 @@ def search_params(term: str) -> dict[str, Any]:
     """The parameters of the ``job_matches`` condition for an operator's search term: the
     term anywhere in the params' or labels' JSON text; a ``key=value`` term, one label."""
     term = term.strip()
-    video_id = int(term) if term.isdigit() and int(term) <= _MAX_VIDEO_ID else None
+    # isascii: str.isdigit() also takes '³' and other scripts' digits, which int() refuses;
+    # at most 19 digits: int() refuses thousands.
+    digits = term.isascii() and term.isdigit() and len(term) <= 19
+    video_id = int(term) if digits and int(term) <= _MAX_VIDEO_ID else None
     anywhere = "%" + _escape_like(_json_text(term)[1:-1]) + "%"
     key, equals, value = term.partition("=")
     label = (f"%{_escape_like(_json_text(key.strip()) + ':' + _json_text(value.strip()))}%"

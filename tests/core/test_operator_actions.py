@@ -40,6 +40,9 @@ async def test_search_by_prompt_label_ids(store: Store) -> None:
     assert ids(await store.search_jobs("384920175633408001")) == [dog.id]
     assert ids(await store.search_jobs("a ")) == [dog.id, cat.id]   # newest first
     assert ids(await store.search_jobs("nothing like it")) == []
+    # Digits of other scripts and numbers too long for a video id are searched as text.
+    for term in ("³", "٣٨٤", "9" * 5000):
+        assert ids(await store.search_jobs(term)) == []
 
 
 async def test_search_pages_with_a_cursor(store: Store) -> None:

@@ -279,9 +279,12 @@ async def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path: Path)
     batches = 0
     largest_wal = 0
     try:
-        # Enough writes to tell (a loaded machine writes slower), within a generous bound.
-        deadline = time.monotonic() + 15
-        while batches * 10 * 4096 <= 9 * 1024 * 1024 and time.monotonic() < deadline:
+        # Enough writes to tell (a loaded machine writes slower), for long enough that the
+        # checkpointer gets several turns (a quiet one writes 9 MiB before its first), within a
+        # generous bound.
+        started = time.monotonic()
+        while ((batches * 10 * 4096 <= 9 * 1024 * 1024 or time.monotonic() < started + 2)
+               and time.monotonic() < started + 15):
             await run_batch(writer, [insert(f"{batches}-{i}-{page}") for i in range(10)])
             batches += 1
             largest_wal = max(largest_wal, (tmp_path / "t.db-wal").stat().st_size)
