@@ -27,7 +27,7 @@ import httpx
 
 from service.lifecycle import JobState, TransitionSource
 from service.pixverse import signature
-from service.store import SQLiteStore
+from service.store import SQLiteStore, Store, connect, is_postgres_url
 from service.store.ids import new_job_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,10 +114,12 @@ def python() -> str:
 # -- filling a store -----------------------------------------------------------------------
 
 
-async def template_job(db_path: Path, *, video_id: int) -> str:
+async def template_job(db_path: Path | str, *, video_id: int) -> str:
     """Create one ``generating`` text-to-video job through the store API (running the
-    migrations on the way); return its id."""
-    async with SQLiteStore(db_path) as store:
+    migrations on the way); return its id. ``db_path``: a SQLite file, or a PostgreSQL URL."""
+    store: Store = (connect(db_path) if isinstance(db_path, str) and is_postgres_url(db_path)
+                    else SQLiteStore(db_path))
+    async with store:
         job = await store.create_job(kind="text_to_video", params={
             "prompt": "a lantern over a lake", "model": "v6", "duration": 5,
             "quality": "540p", "aspect_ratio": "16:9"})
@@ -188,7 +190,54 @@ def make_jobs(db_path: Path, rows: Sequence[tuple[int, str, float]]) -> list[str
     return [template_id, *clone_jobs(db_path, template_id, rows[1:])]
 
 
+
+def make_postgres_jobs(dsn: str, rows: Sequence[tuple[int, str, float]]) -> None:
+    """:func:`make_jobs` on PostgreSQL: the schema ``dsn`` selects gets one job per
+    ``(video_id, state, last_event_at)``: the first made through the store, the rest copied
+    from it in one ``INSERT ... SELECT`` over arrays."""
+    import psycopg
+
+    first_video, first_state, first_at = rows[0]
+    template_id = asyncio.run(template_job(dsn, video_id=first_video))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET state = %s, created_at = %s, updated_at = %s, "
+                     "state_changed_at = %s, last_event_at = %s WHERE id = %s",
+                     [first_state, first_at, first_at, first_at, first_at, template_id])
+        columns = [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs' "
+            "AND table_schema = current_schema() ORDER BY ordinal_position")]
+        given = {"id": "u.id", "trace_id": "u.trace_id", "video_id": "u.video_id",
+                 "state": "u.state"}
+        clocks = ("created_at", "updated_at", "state_changed_at", "last_event_at")
+        select = ", ".join(given.get(name, "u.at" if name in clocks else f"t.{name}")
+                           for name in columns)
+        rest = rows[1:]
+        conn.execute(
+            f"INSERT INTO jobs ({', '.join(columns)}) SELECT {select} FROM jobs AS t, "
+            "unnest(%(ids)s::text[], %(traces)s::text[], %(videos)s::bigint[], "
+            "%(states)s::text[], %(ats)s::float8[]) AS u(id, trace_id, video_id, state, at) "
+            "WHERE t.id = %(template)s",
+            {"template": template_id, "ids": [new_job_id() for _ in rest],
+             "traces": [str(uuid.uuid4()) for _ in rest], "videos": [row[0] for row in rest],
+             "states": [row[1] for row in rest], "ats": [row[2] for row in rest]})
+        conn.execute("ANALYZE jobs")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time the processes have used so far (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            # The command name may hold spaces; the fields after its ')' are fixed.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 # -- a lean HTTP/1.1 client ----------------------------------------------------------------
+
+
 class KeepAliveConnection:
     """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for the
     benchmarks' own requests (answers with ``Content-Length``). httpx costs 3-5 ms of CPU per

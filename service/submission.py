@@ -3,7 +3,7 @@
 :meth:`Submitter.submit` validates the request and commits the job with its ``Ai-trace-id``
 *before* PixVerse is called; the loop in :meth:`Submitter.run` then sends due jobs:
 
-* success -> the video id is stored, then the job moves to ``generating``;
+* success -> the video id is stored and the job moves to ``generating``, in one transaction;
 * an **ambiguous** failure (timeout, reset, 5xx, 500069, 429, an unreadable answer) -> the job
   stays ``submitting`` and is sent again later with the **same trace id**, so PixVerse answers
   with the video it already made instead of making a second one;
@@ -16,7 +16,8 @@
   trace id, and it is ``rejected`` once ``PIXHOOK_SUBMIT_MAX_ATTEMPTS`` attempts failed.
 
 ``next_attempt_at`` doubles as a lease on an attempt under way: if the process dies mid-call,
-the job becomes due again once the lease runs out, and is re-sent with its trace id.
+the job becomes due again once the lease runs out, and is re-sent with its trace id. The claim
+that leases a job counts its attempt (``attempts``) in the same write, before the call.
 
 A cancelled job (:meth:`Store.cancel_job`) is never claimed again, and every write here after a
 claim is made ``unless_cancelled``: if the job is cancelled while its create call is in flight,
@@ -47,12 +48,12 @@ from service.pixverse.models import (
 from service.settings import Settings
 from service.store import (
     ConstraintError,
-    DeliveryOutcome,
     IdempotencyKey,
     Job,
     JobCancelledError,
     JobUpdate,
     Store,
+    WebhookDelivery,
 )
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,9 @@ class Submitter:
         for claim in claimed:
             job = claim.job
             if job.id in self._attempting:
-                continue  # still under way here (its lease ran out early); let it finish
+                # Still under way here (its lease ran out early); let it finish. The claim
+                # counted one attempt more; the one under way writes its own count if it fails.
+                continue
             self._attempting.add(job.id)
             task = asyncio.create_task(self._attempt(job))
             self._tasks.add(task)
@@ -329,9 +332,8 @@ class Submitter:
         """Count an attempt that failed in a way nothing in :meth:`_send` expected, like an
         ambiguous failure: PixVerse may or may not have the job, so it is sent again later
         with the same trace id, and given up (``rejected``) at the attempts limit."""
-        # A value, not an increment: whether or not _send got as far as counting this
-        # attempt, it is counted once.
-        attempts = job.attempts + 1
+        # The claim counted this attempt; written as a value, so it is counted once.
+        attempts = job.attempts
         error = f"unexpected {type(exc).__name__}: {exc}"[:MAX_UNEXPECTED_CHARS]
         try:
             current = await self._store.get_job(job.id)
@@ -350,11 +352,13 @@ class Submitter:
         try:
             request = build_request(job.kind, job.params)
         except errors.InvalidRequest as exc:
-            await self._finish(job, JobState.REJECTED, f"invalid request: {exc}")
+            # Nothing was sent: the attempt the claim counted is taken back.
+            await self._finish(job, JobState.REJECTED, f"invalid request: {exc}",
+                               attempts=job.attempts - 1)
             return
-        # The claim moved the job to submitting and leased it (next_attempt_at).
-        attempts = job.attempts + 1
-        await self._update(job, attempts=attempts)
+        # The claim moved the job to submitting, leased it (next_attempt_at) and counted this
+        # attempt (attempts), in one write.
+        attempts = job.attempts
         try:
             with tracing.span("pixverse.submit", ai_trace_id=job.trace_id, attributes={
                     "pixhook.job_id": job.id, "pixhook.kind": job.kind,
@@ -374,31 +378,26 @@ class Submitter:
             else:
                 await self._finish(job, JobState.REJECTED, _describe(exc))
         else:
-            try:
-                await self._update(job, video_id=submission.job_id, last_error=None,
-                                   next_attempt_at=None)
-            except JobCancelledError:
-                # Cancelled during the call: PixVerse made the video (its credits are spent),
-                # but the job stays rejected; its history keeps the answer, as ignored.
-                await self._transition(job, JobState.GENERATING, dict(submission.raw))
-                raise
-            await self._transition(job, JobState.GENERATING, dict(submission.raw))
+            # The video id and ``generating`` in one transaction, which also reads the
+            # orphans to adopt. Cancelled during the call: PixVerse made the video (its
+            # credits are spent), but the job stays rejected; its history keeps the answer,
+            # as ignored, and JobCancelledError is raised.
+            orphans = await self._store.accept_submission(
+                job.id, submission.job_id, payload=dict(submission.raw))
             logger.info("job %s accepted by PixVerse as %s", job.id, submission.job_id,
                         extra={"action": "submit", "job_id": job.id})
-            await self._adopt_orphans(job, submission.job_id)
+            await self._adopt_orphans(job, orphans)
 
-    async def _adopt_orphans(self, job: Job, video_id: int) -> None:
+    async def _adopt_orphans(self, job: Job, orphans: Sequence[WebhookDelivery]) -> None:
         """Apply webhooks that arrived before PixVerse's answer told us the video id.
 
         This happens when a create call failed ambiguously but PixVerse made the video: its
         webhook can beat the retry that reveals the id. Such a delivery was kept as an orphan
-        (and answered ``ok``); it belongs to this job now. The store's single writer makes the
-        id and any orphan commit in some order, so this read sees every orphan that the
-        receiver did not already match to the job.
+        (and answered ``ok``); it belongs to this job now. ``orphans`` (oldest first) were read
+        in the transaction that stored the id, under the id's lock, so they are every orphan
+        that the receiver did not already match to the job.
         """
-        orphans, _ = await self._store.list_webhook_deliveries(
-            video_id=video_id, outcome=DeliveryOutcome.ORPHAN)
-        for delivery in reversed(orphans):  # oldest first
+        for delivery in orphans:
             try:
                 status = int(json.loads(delivery.body)["status"])
                 proposed = state_from_pixverse(status)

@@ -11,6 +11,8 @@ does differently::
     store.py       Store: the parts below, assembled; open/close
       jobs.py        create, read, list, cancel; the submitter's and the reconciler's claims
       ledger.py      THE write path of a transition (decide, history row, job, tasks)
+      webhook_batch.py  verified webhooks in: batched per loop turn, decided by the
+                     ledger's rules, written set-based by the connector
       deliveries.py  the webhook log and nonces
       queue.py       handler tasks: claim, finish, retry, wait
       sessions.py    dashboard logins (only a hash of each id): create, check, revoke
@@ -27,15 +29,18 @@ does differently::
                    differently (sqlite.sql, postgres.sql)
     connector.py   the I/O boundary: a transaction, fetch, execute, lock, notify
     sqlite.py      SQLite's connector (loop writer: writer.py; reader threads: threads.py)
-                   and its one fast path, the set-based webhook batch (sqlite_webhook_batch.py)
-    postgres.py    PostgreSQL's connector (pool, advisory locks, LISTEN/NOTIFY)
+                   and its set-based webhook write (sqlite_webhook_batch.py)
+    postgres.py    PostgreSQL's connector (pool, advisory locks, LISTEN/NOTIFY) and its
+                   set-based webhook write (postgres_webhook_batch.py: two pipelined
+                   round trips per batch)
     records.py     the records returned, and rows to records
     errors.py      what the store raises
 
 Where is a transition written? In :meth:`service.store.ledger.Ledger._record`, for every
-source, on both databases; SQLite's webhook batch writes the same rows set-based, by the same
-rules. SQLite is the embedded default; PostgreSQL (for several machines) is an optional extra
-(``pip install 'pixhook[postgres]'``), imported only when a ``postgresql://`` URL asks for it.
+source but webhooks, on both databases; webhook batches write the same rows set-based, by the
+same rules (:mod:`service.store.webhook_batch`). SQLite is the embedded default; PostgreSQL
+(for several machines) is an optional extra (``pip install 'pixhook[postgres]'``), imported
+only when a ``postgresql://`` URL asks for it.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ The store's logic (:mod:`service.store.jobs`, :mod:`~service.store.ledger`,
 :mod:`~service.store.deliveries`, :mod:`~service.store.queue`) is written once as operations:
 ``async def op(tx) -> result``, given a :class:`Transaction` and using SQL looked up by name
 (:mod:`service.store.sql`). A :class:`Connector` is what each database does differently: how a
-transaction is begun and committed, where it runs, how a lock is taken and how waiting workers
-are woken. SQLite's (:mod:`service.store.sqlite`) runs writes on one connection with group
-commit and reads on threads; PostgreSQL's (:mod:`service.store.postgres`) a connection pool,
-advisory locks and LISTEN/NOTIFY.
+transaction is begun and committed, where it runs, how a lock is taken, how waiting workers
+are woken, and how a batch of webhooks is written set-based (``write_webhooks``: the one
+place the store hands a connector rows rather than statements). SQLite's
+(:mod:`service.store.sqlite`) runs writes on one connection with group commit and reads on
+threads; PostgreSQL's (:mod:`service.store.postgres`) a connection pool, advisory locks and
+LISTEN/NOTIFY.
 
 SQLite's calls do not wait on anything, so an operation given a SQLite transaction never
 suspends: :func:`run_sync` drives it to the end in one step, inside the writer's batch or on a
@@ -16,10 +18,15 @@ reader thread, without an event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Protocol, TypeVar
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from service.store.sql import Dialect, Queries
+
+if TYPE_CHECKING:
+    from service.store.records import TaskPlanner, WebhookIngest
+    from service.store.webhook_batch import Webhook
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -58,8 +65,17 @@ Operation = Callable[[Transaction], Awaitable[T]]
 class Connector(Protocol):
     """One database, as the store uses it."""
 
+    #: Set when this process committed tasks, or (PostgreSQL) heard that another did.
+    tasks_ready: asyncio.Event
+
     @property
     def dialect(self) -> Dialect: ...
+
+    @property
+    def webhook_batches_in_flight(self) -> int | None:
+        """How many webhook batches may be written at once (``None``: no limit of the
+        batcher's own)."""
+        ...
 
     @property
     def sql(self) -> Queries:
@@ -92,6 +108,12 @@ class Connector(Protocol):
     async def wait_for_tasks(self, timeout: float) -> None:
         """Return when :meth:`Transaction.notify_tasks` committed anywhere, or after
         ``timeout`` seconds."""
+        ...
+
+    async def write_webhooks(self, webhooks: Sequence[Webhook], clock: Callable[[], float],
+                             planner: TaskPlanner | None) -> list[WebhookIngest]:
+        """Write a batch of verified webhooks in one transaction, set-based, as if one after
+        another (:mod:`service.store.webhook_batch`); the results in order, once committed."""
         ...
 
 

@@ -1,6 +1,6 @@
 """The webhook log: every delivery as received, and the nonces that make a replay a duplicate.
 
-Verified webhooks are written by the ledger (:meth:`service.store.ledger.Ledger.ingest_webhook`),
+Verified webhooks are written by :meth:`service.store.webhook_batch.Webhooks.ingest_webhook`,
 which claims the nonce and keeps the delivery in the transaction that applies it; this part
 keeps the rest (refused deliveries, for debugging) and reads the log back.
 """

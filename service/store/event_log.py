@@ -3,10 +3,10 @@
 The ``events`` table (migration 0008) gets one row per fact, written in the transaction that
 writes the fact: :func:`append_transition_event` from the ledger (and the job's first
 transition in :mod:`service.store.jobs`), :func:`append_task_run_event` from the queue, and one
-set-based ``INSERT ... SELECT`` per SQLite webhook batch
-(:mod:`service.store.sqlite_webhook_batch`). Its id is the stream position that
-``GET /api/events`` pages by and clients resume from, so it must never let a reader see id 11
-and later find id 10.
+set-based ``INSERT ... SELECT`` per webhook batch (:mod:`service.store.sqlite_webhook_batch`,
+:mod:`service.store.postgres_webhook_batch`, which takes the lock just before its one write
+statement). Its id is the stream position that ``GET /api/events`` pages by and clients
+resume from, so it must never let a reader see id 11 and later find id 10.
 
 Why that holds:
 

@@ -1,4 +1,5 @@
-"""Jobs: create, read, list, cancel, and the claims the submitter and the reconciler make.
+"""Jobs: create, read, list, cancel, the claims the submitter and the reconciler make, and the
+submitter's record of PixVerse accepting a job.
 
 A claim reads and marks in one transaction, so processes sharing the database split the work
 instead of doing it twice: on SQLite because one writer holds the whole database, on
@@ -20,12 +21,14 @@ from service.store.connector import Row, Transaction
 from service.store.errors import JobCancelledError, JobNotFoundError, JobStateError
 from service.store.event_log import append_transition_event
 from service.store.ids import new_job_id
-from service.store.ledger import Ledger
+from service.store.ledger import Ledger, encode_payload
 from service.store.records import (
+    DeliveryOutcome,
     Job,
     JobUpdate,
     SubmissionClaim,
     TransitionResult,
+    WebhookDelivery,
     check_limit,
     dumps,
 )
@@ -155,7 +158,7 @@ class Jobs(Ledger):
 
         async def op(tx: Transaction) -> Job:
             if video_id is not None:
-                # Ordered against a webhook looking this id up (Ledger.ingest_webhook).
+                # Ordered against a webhook looking this id up (ingest_webhook's batch).
                 await tx.lock(f"video:{video_id}")
             row = await tx.fetch_one(sql, {**fields, "now": self._clock(), "id": job_id})
             if row is None:
@@ -165,6 +168,47 @@ class Jobs(Ledger):
             return records.job(row)
 
         return await self._db.write(op)
+
+    async def accept_submission(self, job_id: str, video_id: int, *,
+                                payload: Mapping[str, Any] | None = None,
+                                ) -> list[WebhookDelivery]:
+        """PixVerse accepted the job's create call as ``video_id``: store the id (clearing
+        ``last_error`` and ``next_attempt_at``) and record ``generating`` (source ``submit``,
+        ``payload`` its answer) in one transaction; return the orphans, the webhooks for
+        ``video_id`` kept before any job had it, oldest first, for the caller to adopt.
+
+        The orphans are read in the transaction that stores the id, under the id's lock, so
+        a webhook for it is either matched to the job by the receiver or returned here. A job
+        cancelled meanwhile is left as it is: the answer joins its history (ignored) and
+        ``JobCancelledError`` is raised once that commits. Raises ``JobNotFoundError``, or
+        ``ConstraintError`` for a video id another job holds.
+        """
+        text = encode_payload(payload)
+
+        async def op(tx: Transaction) -> tuple[TransitionResult, list[WebhookDelivery] | None]:
+            # Ordered against a webhook looking this id up (ingest_webhook's batch).
+            await tx.lock(f"video:{video_id}")
+            row = await tx.fetch_one(self._sql["accept_submission"], {
+                "id": job_id, "video_id": video_id, "now": self._clock()})
+            cancelled = row is None
+            if row is None:
+                row = await tx.fetch_one(self._sql["lock_job"], {"id": job_id})
+                if row is None:
+                    raise JobNotFoundError(job_id)
+            result = await self._record(
+                tx, records.job(row), JobState.GENERATING, source=TransitionSource.SUBMIT,
+                payload=text, received_at=None, delivery_id=None)
+            if cancelled:
+                return result, None
+            return result, [records.delivery(found) for found in await tx.fetch_all(
+                self._sql["video_deliveries"],
+                {"video_id": video_id, "outcome": DeliveryOutcome.ORPHAN.value})]
+
+        result, orphans = await self._db.write(op)
+        self._observe(result)
+        if orphans is None:
+            raise JobCancelledError(job_id)
+        return orphans
 
     async def cancel_job(self, job_id: str, *, now: float | None = None) -> Job:
         """Cancel a job, in one transaction; return it as it is now.
@@ -220,7 +264,8 @@ class Jobs(Ledger):
         ``submitting`` jobs without a video id whose lease ran out (an attempt cut short), then
         due ``queued`` jobs, moved to ``submitting`` (recorded as a transition) while the
         in-flight count stays within ``max_in_flight`` (0: no limit). Every returned job is
-        leased until ``now + lease_seconds`` (``next_attempt_at``)."""
+        leased until ``now + lease_seconds`` (``next_attempt_at``) and has the attempt it is
+        leased for counted (``attempts``), in the same transaction."""
         lease_until = now + lease_seconds
 
         async def op(tx: Transaction) -> list[SubmissionClaim]:
@@ -243,7 +288,8 @@ class Jobs(Ledger):
             for claim in claimed:
                 await tx.execute(self._sql["lease_submission"],
                                  {"lease_until": lease_until, "id": claim.job.id})
-            return [replace(claim, job=replace(claim.job, next_attempt_at=lease_until))
+            return [replace(claim, job=replace(claim.job, next_attempt_at=lease_until,
+                                               attempts=claim.job.attempts + 1))
                     for claim in claimed]
 
         claims = await self._db.write(op)

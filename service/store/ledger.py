@@ -1,14 +1,13 @@
 """The ledger: the one place a transition is written.
 
-A proposed state (from the submitter, a webhook, a poll or an adopted orphan) is decided by
+A proposed state (from the submitter, a poll or an adopted orphan) is decided by
 :func:`service.lifecycle.decide` and written by :meth:`Ledger._record`, in the transaction of
 whoever proposed it: the history row, the job's new clocks and state, and the handler tasks the
-planner names, all or nothing. :meth:`Ledger.apply_transition` and
-:meth:`Ledger.ingest_webhook` are its entry points; claiming a job for submission
-(:meth:`service.store.jobs.Jobs.claim_submissions`) writes its ``queued -> submitting`` through
-it too. SQLite takes webhooks through a set-based batch instead
-(:mod:`service.store.sqlite_webhook_batch`), which applies the same :func:`step_transition`
-and :func:`plan_tasks`.
+planner names, all or nothing. :meth:`Ledger.apply_transition` is its entry point; claiming a
+job for submission (:meth:`service.store.jobs.Jobs.claim_submissions`) writes its ``queued ->
+submitting`` through it too. Webhooks are written in set-based batches, on both databases
+(:meth:`service.store.webhook_batch.Webhooks.ingest_webhook`), by the same rules:
+:func:`step_transition` and :func:`plan_tasks`.
 """
 
 from __future__ import annotations
@@ -22,17 +21,9 @@ from service.lifecycle import Decision, JobState, TransitionSource, decide
 from service.store import records
 from service.store.base import StoreBase, required
 from service.store.connector import Operation, Transaction
-from service.store.deliveries import delivery_row
 from service.store.errors import JobNotFoundError
 from service.store.event_log import append_transition_event
-from service.store.records import (
-    DeliveryOutcome,
-    Job,
-    TaskPlanner,
-    Transition,
-    TransitionResult,
-    WebhookIngest,
-)
+from service.store.records import Job, TaskPlanner, Transition, TransitionResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,48 +119,6 @@ class Ledger(StoreBase):
         result = await self._db.write(op)
         self._observe(result)
         return result
-
-    async def ingest_webhook(self, *, body: bytes, headers: Mapping[str, str], nonce: str,
-                             timestamp: float, received_at: float, video_id: int,
-                             proposed: JobState) -> WebhookIngest:
-        """Take one verified PixVerse webhook in a single transaction: claim its nonce, keep
-        the delivery, and apply the proposed state to the job with that video id.
-
-        All three at once: had the nonce been claimed in a transaction of its own, a crash
-        before the transition committed would make PixVerse's retry look like a replay, and
-        the event would be lost. The video id's lock orders this lookup against the
-        submitter setting the id (:meth:`~service.store.jobs.Jobs.update_job`): either the
-        job is found, or this delivery is kept as an orphan before the id commits, and the
-        submitter adopts it.
-        """
-        proposed = JobState(proposed)
-        values = delivery_row(body=body, headers=headers, outcome=DeliveryOutcome.OK,
-                              received_at=received_at, video_id=video_id, nonce=nonce,
-                              timestamp=timestamp)
-
-        async def op(tx: Transaction) -> WebhookIngest:
-            claimed = await tx.execute(self._sql["claim_nonce"], {
-                "nonce": nonce, "timestamp": timestamp, "now": self._clock()})
-            if claimed != 1:
-                return WebhookIngest(DeliveryOutcome.DUPLICATE, None, None)
-            await tx.lock(f"video:{video_id}")
-            row = await tx.fetch_one(self._sql["lock_job_by_video"], {"video_id": video_id})
-            job = None if row is None else records.job(row)
-            outcome = DeliveryOutcome.OK if job is not None else DeliveryOutcome.ORPHAN
-            delivery = records.delivery(required(await tx.fetch_one(
-                self._sql["insert_delivery"],
-                {**values, "outcome": outcome.value, "job_id": job and job.id})))
-            if job is None:
-                return WebhookIngest(outcome, delivery, None)
-            result = await self._record(
-                tx, job, proposed, source=TransitionSource.WEBHOOK,
-                payload=body.decode("utf-8", "replace"), received_at=received_at,
-                delivery_id=delivery.id)
-            return WebhookIngest(outcome, delivery, result)
-
-        ingest = await self._db.write(op)
-        self._observe(ingest.transition)
-        return ingest
 
     async def list_transitions(self, job_id: str) -> list[Transition]:
         """A job's history, oldest first."""

@@ -23,13 +23,12 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from sqlite_utils import Database
 
-from service.lifecycle import JobState
 from service.store import sqlite_webhook_batch
 from service.store.base import TransitionObserver
 from service.store.connector import Operation, Params, Row, run_sync
@@ -38,6 +37,7 @@ from service.store.records import TaskPlanner, WebhookIngest
 from service.store.sql import queries
 from service.store.store import Store
 from service.store.threads import ReaderPool
+from service.store.webhook_batch import Webhook
 from service.store.writer import DEFAULT_MAX_BATCH, LoopWriter, WriterStats
 
 T = TypeVar("T")
@@ -97,6 +97,8 @@ class SQLiteConnector:
 
     dialect: Final = "sqlite"
     sql: Final = queries("sqlite")
+    #: The one writer takes batches one after another anyway.
+    webhook_batches_in_flight: Final = None
 
     def __init__(self, path: str, *, busy_timeout: float, readers: int,
                  max_batch: int) -> None:
@@ -179,6 +181,14 @@ class SQLiteConnector:
             await asyncio.wait_for(self.tasks_ready.wait(), timeout)
         self.tasks_ready.clear()
 
+    async def write_webhooks(self, webhooks: Sequence[Webhook], clock: Callable[[], float],
+                             planner: TaskPlanner | None) -> list[WebhookIngest]:
+        """One operation of the writer (sqlite_webhook_batch.py)."""
+        if not self.is_open:
+            raise StoreClosedError("the store is not open")
+        return await self.writer.submit(
+            lambda db: sqlite_webhook_batch.write_batch(db.conn, webhooks, clock(), planner))
+
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self, *, check_same_thread: bool) -> Database:
@@ -247,10 +257,9 @@ class SQLiteStore(Store):
                  clock: Callable[[], float] = time.time) -> None:
         self.connector = SQLiteConnector(str(path), busy_timeout=busy_timeout, readers=readers,
                                          max_batch=max_batch)
-        super().__init__(self.connector, planner=planner, observer=observer, clock=clock)
+        super().__init__(self.connector, planner=planner, observer=observer, clock=clock,
+                         max_batch=max_batch)
         self.path = self.connector.path
-        self._batches = sqlite_webhook_batch.WebhookBatcher(
-            self.connector, max_batch=max_batch, clock=clock, planner=lambda: self._planner)
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -259,27 +268,3 @@ class SQLiteStore(Store):
     def writer_stats(self) -> WriterStats:
         """Transactions and operations committed so far (group commit at work)."""
         return self.connector.writer.stats
-
-    @property
-    def ingest_stats(self) -> WriterStats:
-        """Webhook batches formed so far (``operations`` counts webhooks)."""
-        return self._batches.stats
-
-    async def close(self) -> None:
-        # Webhooks already handed in are written, as the writer's queue is, before it stops.
-        await self._batches.drain()
-        await super().close()
-
-    async def ingest_webhook(self, *, body: bytes, headers: Mapping[str, str], nonce: str,
-                             timestamp: float, received_at: float, video_id: int,
-                             proposed: JobState) -> WebhookIngest:
-        """The ledger's :meth:`~service.store.ledger.Ledger.ingest_webhook`, set-based: the
-        webhooks handed in during one loop turn are written together
-        (:mod:`service.store.sqlite_webhook_batch`)."""
-        if not self.connector.is_open:
-            raise StoreClosedError("the store is not open")
-        ingest = await self._batches.submit(sqlite_webhook_batch.Webhook(
-            body=body, headers=headers, nonce=nonce, timestamp=timestamp,
-            received_at=received_at, video_id=video_id, proposed=JobState(proposed)))
-        self._observe(ingest.transition)
-        return ingest

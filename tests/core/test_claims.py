@@ -43,6 +43,20 @@ async def test_claims_move_queued_jobs_to_submitting_with_a_lease(store: Store,
     assert all(c.transition is None for c in retried)
 
 
+async def test_a_claim_counts_the_attempt_it_leases_the_job_for(store: Store,
+                                                                 clock: FakeClock) -> None:
+    """Counted in the claim's own write, before the call: an attempt cut short by a crash
+    stays counted, and the submitter writes nothing more before it calls PixVerse."""
+    [job_id] = await _queued(store, 1)
+    [claim] = await store.claim_submissions(clock.now, limit=1, lease_seconds=60)
+    stored = await store.get_job(job_id)
+    assert claim.job.attempts == 1 and stored is not None and stored.attempts == 1
+    clock.advance(61)  # the attempt was cut short: its lease ran out
+    [again] = await store.claim_submissions(clock.now, limit=1, lease_seconds=60)
+    stored = await store.get_job(job_id)
+    assert again.job.attempts == 2 and stored is not None and stored.attempts == 2
+
+
 async def test_claims_respect_the_in_flight_limit(store: Store, clock: FakeClock) -> None:
     busy = await _queued(store, 2)
     for job_id in busy:

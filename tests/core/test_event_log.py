@@ -97,7 +97,7 @@ async def test_filters_and_pages(store: Store, planner: Planner, clock: FakeCloc
 
 async def test_concurrent_webhooks_log_each_transition_once(store: Store, raw: RawDatabase,
                                                             clock: FakeClock) -> None:
-    """SQLite writes these through its set-based batch, PostgreSQL one at a time."""
+    """Both databases write these through their set-based webhook batch."""
     jobs = []
     for index in range(8):
         job = await store.create_job(kind="text_to_video", params={})

@@ -20,6 +20,7 @@ from service.lifecycle import JobState, Outcome, TransitionSource
 from service.store import (
     DeliveryOutcome,
     Job,
+    JobNotFoundError,
     SchemaError,
     StorageError,
     Transition,
@@ -336,3 +337,51 @@ async def test_connections_the_server_dropped_are_replaced(postgres_schema: str)
             job = await store.get_job(first.id)
             assert job is not None and job.id == first.id
         assert (await store.create_job(kind="k", params={})).id != first.id
+
+
+@pytest.mark.postgres
+async def test_statements_prepared_in_a_failed_query_are_found_again(
+        postgres_schema: str) -> None:
+    """The webhook batch prepares its statements once per connection (PREPARE is not
+    transactional): after a query that failed half-way, the connection goes on with those
+    that were prepared and prepares the others."""
+    async with PostgresStore(postgres_schema, min_size=1, max_size=1) as store:
+        async def failing(tx):  # type: ignore[no-untyped-def]
+            await tx.run_together([("SELECT 1 AS one", {}), ("SELECT 1 / 0 AS never", {}),
+                                   ("SELECT CAST(%(a)s AS int) AS a", {"a": 2})])
+
+        with pytest.raises(StorageError, match="division by zero"):
+            await store.connector._run(failing, explicit=True)
+
+        async def working(tx):  # type: ignore[no-untyped-def]
+            return await tx.run_together([("SELECT 1 AS one", {}),
+                                          ("SELECT CAST(%(a)s AS int) AS a", {"a": 3})],
+                                         commit=True)
+
+        assert await store.connector._run(working, explicit=True) == [[{"one": 1}],
+                                                                       [{"a": 3}]]
+
+
+@pytest.mark.postgres
+async def test_webhook_batches_survive_a_rollback_that_deallocates_everything(
+        postgres_schema: str) -> None:
+    """psycopg answers a rollback with DEALLOCATE ALL on a connection where it prepared
+    statements of its own; the webhook batch's prepared statements go with them, and the next
+    batch on that connection prepares them again instead of failing."""
+    async with PostgresStore(postgres_schema, min_size=1, max_size=1,
+                             planner=download) as store:
+        job = await store.create_job(kind="text_to_video", params={})
+        await store.update_job(job.id, video_id=77)
+        for _ in range(6):  # psycopg prepares a statement run 5 times
+            await store.get_job(job.id)
+
+        def ingest(nonce: str, state: JobState):  # type: ignore[no-untyped-def]
+            return store.ingest_webhook(body=b'{"status":5}', headers={}, nonce=nonce,
+                                        timestamp=1.0, received_at=2.0, video_id=77,
+                                        proposed=state)
+
+        assert (await ingest("n1", JobState.GENERATING)).outcome is DeliveryOutcome.OK
+        with pytest.raises(JobNotFoundError):  # rolled back on the one connection
+            await store.apply_transition("job_missing", JobState.FAILED, source=WEBHOOK)
+        result = await ingest("n2", JobState.SUCCEEDED)
+        assert result.transition is not None and result.transition.applied

@@ -81,8 +81,8 @@ async def test_a_failure_after_pixverse_answered_is_retried_with_the_same_trace_
 
 async def test_a_failure_before_the_attempt_is_counted_once(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Raised before ``_send`` counted the attempt, the failure handler counts it; raised
-    after (the tests above), ``_send`` did: either way, one attempt each."""
+    """Raised before ``_send`` did anything, as after (the tests above): the failure is the
+    attempt the claim counted, counted once."""
     real, failed = submission.Submitter._send, []
 
     async def send(self: submission.Submitter, job: Job) -> None:

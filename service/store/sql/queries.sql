@@ -74,8 +74,23 @@ SELECT * FROM jobs
 WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
 ORDER BY id LIMIT :limit {skip_locked}
 
+-- A claim leases the job for one attempt and counts it, before the call: an attempt cut
+-- short by a crash stays counted.
 -- name: lease_submission
-UPDATE jobs SET next_attempt_at = :lease_until WHERE id = :id
+UPDATE jobs SET next_attempt_at = :lease_until, attempts = attempts + 1 WHERE id = :id
+
+-- PixVerse accepted the create call: the video id, and no retry pending. Not for a job
+-- cancelled meanwhile (then no row comes back).
+-- name: accept_submission
+UPDATE jobs SET video_id = :video_id, last_error = NULL, next_attempt_at = NULL,
+                updated_at = :now
+WHERE id = :id AND cancelled_at IS NULL
+RETURNING *
+
+-- Deliveries of one :outcome (the orphans) for a video id, oldest first
+-- (webhook_deliveries_video).
+-- name: video_deliveries
+SELECT * FROM webhook_deliveries WHERE video_id = :video_id AND outcome = :outcome ORDER BY id
 
 -- :last_error is NULL for a job PixVerse accepted (its error, if any, stays).
 -- name: cancel_job
