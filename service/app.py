@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     tasks_api = TasksAPI(services.store, settings)
     app = Starlette(
         routes=[
-            Route(WEBHOOK_PATH, services.receiver.endpoint, methods=["POST"]),
+            Route(WEBHOOK_PATH, services.receiver, methods=["POST"]),
             *jobs_api.routes(),
             *tasks_api.routes(),
             *ReconcileAPI(services.reconciler, settings).routes(),

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from service.exceptions import ServiceError
 
@@ -62,28 +63,40 @@ class ClientDisconnectedError(BodyError):
 
 async def read_body(request: Request, *, max_bytes: int, deadline: float | None) -> bytes:
     """The whole body of ``request``, read within ``deadline`` seconds (``None`` or 0: no
+    limit) and at most ``max_bytes`` long (:func:`read_asgi_body`)."""
+    return await read_asgi_body(request.receive, request.headers.get("content-length", ""),
+                                max_bytes=max_bytes, deadline=deadline)
+
+
+async def read_asgi_body(receive: Receive, content_length: str, *, max_bytes: int,
+                         deadline: float | None) -> bytes:
+    """The whole body of an ASGI request, from its ``receive`` and its ``Content-Length``
+    header (``""`` if it has none), read within ``deadline`` seconds (``None`` or 0: no
     limit) and at most ``max_bytes`` long.
 
     A ``Content-Length`` over the cap is refused before anything is read; a body that grows
     past it (a lying or absent ``Content-Length``) as soon as it does. Raises the
     :class:`BodyError` subclasses above and nothing else from the network.
     """
-    declared = request.headers.get("content-length", "")
     # Length first: int() refuses thousands of digits with a ValueError of its own.
-    if declared.isascii() and declared.isdigit() and (
-            len(declared) > 18 or int(declared) > max_bytes):
+    if content_length.isascii() and content_length.isdigit() and (
+            len(content_length) > 18 or int(content_length) > max_bytes):
         raise BodyTooLargeError(max_bytes)
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(deadline or None):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise ClientDisconnectedError
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > max_bytes:
                     raise BodyTooLargeError(max_bytes)
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BodyTimeoutError(deadline or 0.0) from None
-    except ClientDisconnect:
-        raise ClientDisconnectedError from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

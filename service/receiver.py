@@ -26,6 +26,10 @@ Nothing unauthenticated is written to the store, so junk traffic cannot fill the
 counted in :attr:`WebhookReceiver.outcomes` and logged on one line, never with a traceback.
 The request never waits on a handler: handler tasks are only *queued* in the same
 transaction as the transition.
+
+The receiver is a plain ASGI app (mounted as a Starlette ``Route``): this is pixhook's hot
+path, and Starlette's request and response objects and their wrappers cost about a tenth of a
+webhook's CPU (``scripts/bench_ingest``).
 """
 
 from __future__ import annotations
@@ -36,10 +40,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from service import bodies, lifecycle, tracing
 from service.metrics import Metrics
@@ -51,8 +54,14 @@ from service.store import StorageError, Store
 logger = logging.getLogger(__name__)
 
 
+class _Answer(NamedTuple):
+    status: int
+    text: str
+    headers: Mapping[str, str] | None = None
+
+
 class WebhookReceiver:
-    """The Starlette endpoint; mount ``Route(path, receiver.endpoint, methods=["POST"])``."""
+    """An ASGI app; mount ``Route(path, receiver, methods=["POST"])``."""
 
     def __init__(self, store: Store, settings: Settings, *,
                  clock: Callable[[], float] = time.time,
@@ -65,56 +74,58 @@ class WebhookReceiver:
         #: Where outcomes, timings and transitions are also counted (``None``: nowhere).
         self.metrics = metrics
 
-    async def endpoint(self, request: Request) -> PlainTextResponse:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        outcome, response = await self._handle(request, time.time_ns())
+        outcome, answer = await self._handle(scope, receive, time.time_ns())
         self.outcomes[outcome] += 1
         if self.metrics is not None:
             self.metrics.record_webhook(outcome, time.perf_counter() - started)
         if outcome == "client_disconnected":  # routine on a flaky network; nobody to answer
             logger.debug("webhook sender hung up mid-body",
                          extra={"action": "webhook", "outcome": outcome})
-        elif response.status_code != 200 and outcome != "bad_signature":  # logged above
-            logger.info("webhook refused: %s (%s)", outcome, bytes(response.body).decode(),
+        elif answer.status != 200 and outcome != "bad_signature":  # logged above
+            logger.info("webhook refused: %s (%s)", outcome, answer.text,
                         extra={"action": "webhook", "outcome": outcome})
-        return response
+        await _send_answer(send, answer)
 
-    async def _handle(self, request: Request,
-                      started_ns: int) -> tuple[str, PlainTextResponse]:
+    async def _handle(self, scope: Scope, receive: Receive,
+                      started_ns: int) -> tuple[str, _Answer]:
         secrets = self._settings.webhook_secrets
         if not secrets:
-            return "unconfigured", _answer(503, "PIXVERSE_WEBHOOK_SECRET is not set")
-        # One plain dict (ASGI names are lower-case already): Starlette's Headers scans its list
-        # on every lookup, and this path looks up several and stores them all.
-        headers = dict(request.headers.items())
+            return "unconfigured", _Answer(503, "PIXVERSE_WEBHOOK_SECRET is not set")
+        # One plain dict, decoded as Starlette does (ASGI names are lower-case already; a
+        # repeated header keeps its last value): this path looks up several and stores them.
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in scope["headers"]}
         try:
-            body = await bodies.read_body(request, max_bytes=self._settings.webhook_max_bytes,
-                                          deadline=self._settings.body_timeout)
+            body = await bodies.read_asgi_body(
+                receive, headers.get("content-length", ""),
+                max_bytes=self._settings.webhook_max_bytes, deadline=self._settings.body_timeout)
         except bodies.BodyTooLargeError as exc:
-            return "too_large", _answer(413, str(exc))
+            return "too_large", _Answer(413, str(exc))
         except bodies.BodyTimeoutError as exc:
-            return "body_timeout", _answer(408, str(exc), bodies.CLOSE_HEADERS)
+            return "body_timeout", _Answer(408, str(exc), bodies.CLOSE_HEADERS)
         except bodies.ClientDisconnectedError as exc:
-            return "client_disconnected", _answer(400, str(exc))  # uvicorn drops it
+            return "client_disconnected", _Answer(400, str(exc))  # uvicorn drops it
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
-            return "wrong_content_type", _answer(415, "content type must be application/json")
+            return "wrong_content_type", _Answer(415, "content type must be application/json")
         received_at = self._clock()
         try:
             event = signature.verify(body, headers, secrets,
                                      tolerance_seconds=self._settings.webhook_tolerance,
                                      now=received_at)
         except MalformedPayloadError as exc:
-            return "malformed", _answer(400, str(exc))
+            return "malformed", _Answer(400, str(exc))
         except StaleTimestampError as exc:
-            return "stale", _answer(401, str(exc))
+            return "stale", _Answer(401, str(exc))
         except SignatureError as exc:
             # WARNING, not INFO: every webhook refused like this is a job that finishes only
             # when the reconciler polls. The id is unverified, but it is what finds the job.
             logger.warning("webhook refused: bad_signature (claims video id %s): "
                            "PIXVERSE_WEBHOOK_SECRET is probably wrong", _claimed_id(body),
                            extra={"action": "webhook", "outcome": "bad_signature"})
-            return "bad_signature", _answer(401, str(exc))
+            return "bad_signature", _Answer(401, str(exc))
         read = _read_event(event.payload)
         if isinstance(read, _Unusable):
             return await self._keep(read, body, headers, event, received_at)
@@ -128,13 +139,13 @@ class WebhookReceiver:
             )
         except StorageError:
             logger.exception("webhook for video %s not stored", video_id)
-            return "store_error", _answer(503, "not stored; retry later")
+            return "store_error", _Answer(503, "not stored; retry later")
         if ingest.outcome == "duplicate":
-            return "replayed", _answer(409, "nonce already used; the event is recorded")
+            return "replayed", _Answer(409, "nonce already used; the event is recorded")
         if ingest.transition is None:
             logger.warning("webhook for unknown video %s kept as an orphan", video_id,
                            extra={"action": "webhook", "video_id": video_id})
-            return "orphan", _answer(200, "ok")
+            return "orphan", _Answer(200, "ok")
         result = ingest.transition
         tracing.record_transition("pixverse.webhook", result, video_id=video_id,
                                   started_ns=started_ns, write_started_ns=ingest_started_ns)
@@ -142,11 +153,11 @@ class WebhookReceiver:
                     result.outcome.value,
                     extra={"action": "webhook", "job_id": result.job.id,
                            "outcome": result.outcome.value})
-        return ("ok" if result.applied else result.outcome.value), _answer(200, "ok")
+        return ("ok" if result.applied else result.outcome.value), _Answer(200, "ok")
 
     async def _keep(self, unusable: _Unusable, body: bytes, headers: Mapping[str, str],
                     event: signature.VerifiedWebhook,
-                    received_at: float) -> tuple[str, PlainTextResponse]:
+                    received_at: float) -> tuple[str, _Answer]:
         """Keep a verified event no job can take, and answer ``ok`` so PixVerse does not give
         it up; the delivery's ``error`` (shown with the job) says why nothing changed."""
         try:
@@ -155,20 +166,26 @@ class WebhookReceiver:
                 received_at=received_at, video_id=unusable.video_id, error=unusable.error)
         except StorageError:
             logger.exception("webhook for video %s not stored", unusable.video_id)
-            return "store_error", _answer(503, "not stored; retry later")
+            return "store_error", _Answer(503, "not stored; retry later")
         if ingest.outcome == "duplicate":
-            return "replayed", _answer(409, "nonce already used; the event is recorded")
+            return "replayed", _Answer(409, "nonce already used; the event is recorded")
         job_id = ingest.delivery.job_id if ingest.delivery else None
         logger.warning("webhook kept, not applied: %s (video %s, job %s)",
                        unusable.error, unusable.video_id, job_id,
                        extra={"action": "webhook", "outcome": unusable.outcome,
                               "job_id": job_id})
-        return unusable.outcome, _answer(200, "ok")
+        return unusable.outcome, _Answer(200, "ok")
 
 
-def _answer(status: int, text: str,
-            headers: Mapping[str, str] | None = None) -> PlainTextResponse:
-    return PlainTextResponse(text, status_code=status, headers=headers)
+async def _send_answer(send: Send, answer: _Answer) -> None:
+    """``answer`` as Starlette's ``PlainTextResponse`` would send it."""
+    body = answer.text.encode()
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in (answer.headers or {}).items()]
+    headers += [(b"content-length", str(len(body)).encode()),
+                (b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,7 @@ few statements.
 
 One writer holds the database, so a whole batch costs:
 
-* one ``SELECT`` for the nonces already used and one for the jobs, each returning a single
-  JSON value (REAL columns printed with ``%!.17g``, which keeps every bit);
+* one ``SELECT`` for the nonces already used (a single JSON value) and one for the jobs;
 * one ``SELECT`` of the highest ids, so rows get their ids in Python, in order: exactly the ids
   SQLite would give (``INTEGER PRIMARY KEY``, one writer);
 * one multi-row ``INSERT``/``UPDATE`` per table, in power-of-two chunks so that a handful of
@@ -41,24 +40,14 @@ _JOB_FIELDS: Final = (
     "then_steps", "parent_job_id", "attempts", "last_error", "next_attempt_at", "next_poll_at",
     "created_at", "updated_at", "state_changed_at", "last_event_at", "media_path",
     "media_sha256", "media_size", "cancelled_at")
-_REAL_JOB_FIELDS: Final = frozenset({"next_attempt_at", "next_poll_at", "created_at",
-                                     "updated_at", "state_changed_at", "last_event_at",
-                                     "cancelled_at"})
-
-
-def _exact(column: str) -> str:
-    # SQLite's JSON prints REALs with 15 significant digits; '%!.17g' round-trips every double.
-    if column in _REAL_JOB_FIELDS:
-        return f"iif({column} IS NULL, NULL, printf('%!.17g', {column}))"
-    return column
-
 
 USED_NONCES_SQL: Final = (
     "SELECT json_group_array(nonce) FROM webhook_nonces "
     "WHERE nonce IN (SELECT value FROM json_each(?))"
 )
+#: Rows, not one JSON value: SQLite's JSON prints REALs with 15 significant digits.
 JOBS_BY_VIDEO_SQL: Final = (
-    f"SELECT json_group_array(json_array({', '.join(_exact(c) for c in _JOB_FIELDS)})) "
+    f"SELECT {', '.join(_JOB_FIELDS)} "
     "FROM jobs WHERE video_id IN (SELECT value FROM json_each(?))"
 )
 MAX_IDS_SQL: Final = (
@@ -146,15 +135,10 @@ def _flush(conn: sqlite3.Connection, writes: BatchWrites, first_transition: int)
 
 
 def _jobs_by_video(conn: sqlite3.Connection, video_ids: list[int]) -> dict[int, Job]:
-    text = conn.execute(JOBS_BY_VIDEO_SQL, [json.dumps(video_ids)]).fetchone()[0]
     jobs: dict[int, Job] = {}
-    for values in json.loads(text):
-        row = dict(zip(_JOB_FIELDS, values, strict=True))
-        for name in _REAL_JOB_FIELDS:
-            if row[name] is not None:
-                row[name] = float(row[name])
-        job = records.job(row)
-        jobs[row["video_id"]] = job
+    for values in conn.execute(JOBS_BY_VIDEO_SQL, [json.dumps(video_ids)]):
+        job = records.job(dict(zip(_JOB_FIELDS, values, strict=True)))
+        jobs[job.video_id] = job  # type: ignore[index]  # selected by video id
     return jobs
 
 

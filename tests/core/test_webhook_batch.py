@@ -254,21 +254,72 @@ async def test_close_writes_webhooks_already_handed_in(backend: Backend) -> None
         assert len(deliveries) == 3
 
 
-@pytest.mark.parametrize("turns", [2, 3], ids=["before_it_starts", "while_it_waits"])
+@pytest.mark.parametrize("turns", [3, 4], ids=["before_it_starts", "while_it_waits"])
 async def test_a_cancelled_batch_answers_its_callers(store: Store, turns: int) -> None:
     store.bind(planner=_plan)
     await _jobs(store, 2)
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
                  "received_at": ODD_TIME, "timestamp": ODD_TIME} for i in range(2)]
     callers = [asyncio.ensure_future(_ingest(store, w)) for w in webhooks]
-    # Turn 1: the callers hand their webhooks in; 2: the batch task is made; 3: it runs and
-    # waits for the database.
+    # Turn 1: the callers hand their webhooks in; 2: the batch has grown, so it waits a turn;
+    # 3: it has not, so its task is made; 4: it runs and waits for the database.
     for _ in range(turns):
         await asyncio.sleep(0)
     (batch,) = store._batches._writing
     batch.cancel()
     results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
     assert all(isinstance(r, StorageError) and "interrupted" in str(r) for r in results)
+
+
+async def test_a_batch_waits_while_a_burst_is_still_arriving(store: Store) -> None:
+    """The webhooks of a burst reach the store over several loop turns (each request is read
+    and verified in turns of its own); the batch takes them all instead of starting at the
+    first one's turn with a few."""
+    store.bind(planner=_plan)
+    await _jobs(store, 12)
+    before = store.ingest_stats.batches
+    callers = []
+    for i in range(12):  # one per loop turn
+        callers.append(asyncio.ensure_future(_ingest(store, {
+            "nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
+            "received_at": ODD_TIME, "timestamp": ODD_TIME})))
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*callers)
+    assert [r.outcome for r in results] == [DeliveryOutcome.OK] * 12
+    assert store.ingest_stats.batches - before == 1
+    assert store.ingest_stats.largest_batch == 12
+
+
+async def test_a_batch_that_keeps_growing_starts_within_the_linger_limit(store: Store) -> None:
+    """A steady trickle never stops growing a batch; it starts after ``MAX_LINGER`` anyway, so
+    no webhook waits longer than that for its batch to begin."""
+    store.bind(planner=_plan)
+    await _jobs(store, 1)
+    sizes: list[int] = []
+    write = store._batches._write_webhooks
+
+    async def recording(webhooks: Any, *args: Any) -> Any:
+        sizes.append(len(webhooks))
+        return await write(webhooks, *args)
+
+    store._batches._write_webhooks = recording
+    first = asyncio.ensure_future(_ingest(store, {
+        "nonce": "first", "video_id": FIRST_VIDEO, "proposed": JobState.SUCCEEDED,
+        "received_at": ODD_TIME, "timestamp": ODD_TIME}))
+    trickle = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not first.done():  # a new webhook every loop turn, for an unknown video (orphans)
+        assert loop.time() - started < 1, "the first webhook's batch never started"
+        trickle.append(asyncio.ensure_future(_ingest(store, {
+            "nonce": f"t{len(trickle)}", "video_id": 7 + len(trickle),
+            "proposed": JobState.SUCCEEDED, "received_at": ODD_TIME, "timestamp": ODD_TIME})))
+        await asyncio.sleep(0)
+    assert first.result().outcome is DeliveryOutcome.OK
+    await asyncio.gather(*trickle)
+    # Cut by time, not by size: a full first batch would mean the trickle held it until it
+    # filled.
+    assert 1 < sizes[0] < store._batches._max_batch
 
 
 async def test_each_answer_comes_after_its_commit(store: Store, backend: Backend) -> None:
