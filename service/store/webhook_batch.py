@@ -4,8 +4,9 @@ Webhook ingest is pixhook's hot path. Done one webhook at a time it costs a nonc
 lookup, three inserts and an update, each a statement with its own binding, preparation and,
 on PostgreSQL, its own network round trip; under load that per-statement work, not the rows,
 was most of the cost (``scripts/profile_ingest``, ``scripts/bench_ingest``). So the webhooks
-handed to :meth:`Webhooks.ingest_webhook` during one turn of the event loop are written
-together, as one transaction (:class:`WebhookBatcher`):
+handed to :meth:`Webhooks.ingest_webhook` while a burst is read (the loop turns until the
+batch stops growing, 2 ms at most) are written together, as one transaction
+(:class:`WebhookBatcher`):
 
 1. the connector claims the batch's nonces and reads its jobs, set-based (which nonces were
    used before, and each video id's job, locked where the database needs it);
@@ -321,7 +322,7 @@ class Webhooks(StoreBase):
         job is found, or this delivery is kept as an orphan before the id commits, and the
         submitter adopts it.
 
-        The webhooks handed in during one loop turn share that transaction, written
+        The webhooks handed in while a burst is read share that transaction, written
         set-based (module docstring); each caller is answered once it committed. If it
         fails, each is written alone, so only the one at fault fails.
         """

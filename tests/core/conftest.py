@@ -61,6 +61,12 @@ def postgres_dsn() -> str:
     return os.environ.get("PIXHOOK_TEST_POSTGRES_DSN") or DEFAULT_POSTGRES_DSN
 
 
+#: What a replica writing events holds until it commits (``service.store.event_log.EVENTS_LOCK``
+#: through ``advisory_lock`` in ``sql/postgres.sql``): run it on another connection to play one.
+HOLD_EVENTS_LOCK = ("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || "
+                    "'events', 0))")
+
+
 def with_search_path(dsn: str, schema: str) -> str:
     """``dsn`` with ``options=-c search_path=SCHEMA`` added to its query."""
     parts = urllib.parse.urlsplit(dsn)

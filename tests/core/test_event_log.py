@@ -13,7 +13,7 @@ from service.lifecycle import JobState
 from service.store import Store
 from tests.support.planner import Planner, plans
 
-from .conftest import Backend, FakeClock, RawDatabase
+from .conftest import HOLD_EVENTS_LOCK, Backend, FakeClock, RawDatabase
 
 VIDEO = 384920175633408000
 
@@ -134,9 +134,7 @@ async def test_postgres_hands_out_positions_in_commit_order(postgres_schema: str
         other = await psycopg.AsyncConnection.connect(postgres_schema)
         try:
             # Another replica, mid-transaction: it has logged an event and not committed.
-            await other.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || "
-                "'events', 0))")
+            await other.execute(HOLD_EVENTS_LOCK)
             [created] = await store.list_transitions(job.id)
             await other.execute(
                 "INSERT INTO events (job_id, state, transition_id, recorded_at) "

@@ -1,7 +1,7 @@
 """Webhooks written in batches, on both databases: a batch writes what its webhooks would one
 at a time, in one transaction, and keeps every guarantee of one webhook.
 
-Webhooks handed to :meth:`Store.ingest_webhook` in the same loop turn are decided by
+Webhooks handed to :meth:`Store.ingest_webhook` together are decided by
 :func:`service.store.webhook_batch.plan` and written by the connector's set-based
 ``write_webhooks`` (SQLite: :mod:`~service.store.sqlite_webhook_batch`; PostgreSQL:
 :mod:`~service.store.postgres_webhook_batch`). These tests compare a batch with the same
@@ -28,7 +28,7 @@ from service.store import DeliveryOutcome, Job, StorageError, Store, WebhookInge
 from service.store.sqlite import SQLiteStore
 from tests.support.planner import Planner
 
-from .conftest import Backend, FakeClock, RawDatabase, with_search_path
+from .conftest import HOLD_EVENTS_LOCK, Backend, FakeClock, RawDatabase, with_search_path
 
 FIRST_VIDEO = 384920175633408000
 #: Timestamps with 17 significant digits: 15 (what SQLite's JSON prints) would change them.
@@ -533,9 +533,7 @@ async def test_a_batch_waits_for_an_earlier_events_writer(postgres_schema: str) 
         before = await store.last_event_sequence()
         other = await psycopg.AsyncConnection.connect(postgres_schema)
         try:
-            await other.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || "
-                "'events', 0))")
+            await other.execute(HOLD_EVENTS_LOCK)
             writing = asyncio.gather(*(_ingest(store, _webhook(
                 f"n{i}", FIRST_VIDEO + i, JobState.SUCCEEDED)) for i in range(3)))
             done, _ = await asyncio.wait({writing}, timeout=0.5)
