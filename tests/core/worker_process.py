@@ -26,7 +26,12 @@ class HangingHandler(BaseHandler):
     name: ClassVar[str] = "effect"
 
     async def run(self, job: Job, transition: Transition, context: HandlerContext) -> None:
-        Path(self.options["marker"]).write_text(str(context.task.attempts))
+        # Written whole, then renamed: the test kills this process as soon as the marker
+        # exists, and must never find it empty.
+        marker = Path(self.options["marker"])
+        partial = marker.with_suffix(".partial")
+        partial.write_text(str(context.task.attempts))
+        partial.rename(marker)
         await asyncio.sleep(3600)
 
 
