@@ -551,20 +551,46 @@ async def test_a_batch_waits_for_an_earlier_events_writer(postgres_schema: str) 
 
 
 @pytest.mark.postgres
-async def test_webhooks_arriving_during_a_batch_form_the_next_one(postgres_schema: str) -> None:
-    """One batch at a time per process on PostgreSQL: webhooks verified while one is being
-    written wait and go together, so a busy receiver pays fewer round trips per webhook."""
+async def test_webhooks_arriving_while_two_batches_are_written_form_the_next_one(
+        postgres_schema: str) -> None:
+    """Two batches at a time per process on PostgreSQL (one waits for the database while the
+    next is decided): webhooks verified while both are under way wait and go together, so a
+    busy receiver pays fewer round trips per webhook."""
+    import contextlib
+
+    import psycopg
+
     async with Backend("postgres", postgres_schema).new_store(planner=_plan) as store:
         await _jobs(store, 8)
-        first = [asyncio.ensure_future(_ingest(store, _webhook(
-            f"a{i}", FIRST_VIDEO + i, JobState.SUCCEEDED))) for i in range(4)]
-        for _ in range(3):
-            await asyncio.sleep(0)  # the first batch is on its way to the database
-        later = []
-        for i in range(4, 8):  # one per loop turn, each of which would start a batch
-            later.append(asyncio.ensure_future(_ingest(store, _webhook(
-                f"b{i}", FIRST_VIDEO + i, JobState.SUCCEEDED))))
-            await asyncio.sleep(0)
-        results = await asyncio.gather(*first, *later)
+        sizes: list[int] = []
+        write = store._batches._write_webhooks
+
+        async def recording(webhooks: Any, *args: Any) -> Any:
+            sizes.append(len(webhooks))
+            return await write(webhooks, *args)
+
+        store._batches._write_webhooks = recording
+        other = await psycopg.AsyncConnection.connect(postgres_schema)
+        try:
+            await other.execute(HOLD_EVENTS_LOCK)  # both batches wait for it to commit
+            callers = []
+            for batch in ("a", "b"):
+                callers += [asyncio.ensure_future(_ingest(store, _webhook(
+                    f"{batch}{i}", FIRST_VIDEO + len(callers) + i, JobState.SUCCEEDED)))
+                    for i in range(2)]
+                for _ in range(5):
+                    await asyncio.sleep(0)  # the batch forms and goes to the database
+            for i in range(4, 8):  # one per loop turn, each of which would start a batch
+                callers.append(asyncio.ensure_future(_ingest(store, _webhook(
+                    f"c{i}", FIRST_VIDEO + i, JobState.SUCCEEDED))))
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.2)
+            assert sizes == [2, 2], "the third batch started while two were under way"
+            await other.commit()
+            results = await asyncio.wait_for(asyncio.gather(*callers), 10)
+        finally:
+            with contextlib.suppress(Exception):
+                await other.rollback()
+            await other.close()
         assert all(r.outcome is DeliveryOutcome.OK for r in results)
-        assert (store.ingest_stats.batches, store.ingest_stats.largest_batch) == (2, 4)
+        assert sizes == [2, 2, 4]
