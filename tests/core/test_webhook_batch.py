@@ -257,6 +257,7 @@ async def test_close_writes_webhooks_already_handed_in(backend: Backend) -> None
 @pytest.mark.parametrize("turns", [3, 4], ids=["before_it_starts", "while_it_waits"])
 async def test_a_cancelled_batch_answers_its_callers(store: Store, turns: int) -> None:
     store.bind(planner=_plan)
+    store._batches._max_linger = 60  # loop turns, not the clock, decide (a loaded machine)
     await _jobs(store, 2)
     webhooks = [{"nonce": f"n{i}", "video_id": FIRST_VIDEO + i, "proposed": JobState.SUCCEEDED,
                  "received_at": ODD_TIME, "timestamp": ODD_TIME} for i in range(2)]
@@ -276,6 +277,7 @@ async def test_a_batch_waits_while_a_burst_is_still_arriving(store: Store) -> No
     and verified in turns of its own); the batch takes them all instead of starting at the
     first one's turn with a few."""
     store.bind(planner=_plan)
+    store._batches._max_linger = 60  # loop turns, not the clock, decide (a loaded machine)
     await _jobs(store, 12)
     before = store.ingest_stats.batches
     callers = []
