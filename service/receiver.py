@@ -28,8 +28,8 @@ The request never waits on a handler: handler tasks are only *queued* in the sam
 transaction as the transition.
 
 The receiver is a plain ASGI app (mounted as a Starlette ``Route``): this is pixhook's hot
-path, and Starlette's request and response objects and their wrappers cost about a tenth of a
-webhook's CPU (``scripts/bench_ingest``).
+path, and Starlette's request and response objects and their wrappers would add about 2 % to
+a webhook's CPU (``scripts/bench_ingest``, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import bodies, lifecycle, tracing
 from service.metrics import Metrics
-from service.pixverse import signature
+from service.pixverse import signature, vocab
 from service.pixverse.errors import MalformedPayloadError, SignatureError, StaleTimestampError
 from service.settings import Settings
 from service.store import StorageError, Store
@@ -200,11 +200,11 @@ class _Unusable:
 def _read_event(payload: dict[str, Any]) -> tuple[int, lifecycle.JobState] | _Unusable:
     """``(video_id, proposed state)`` from a verified webhook body, or why it cannot be."""
     raw_id = payload.get("id")
-    text = _id_digits(raw_id)
-    if not (text and 0 < int(text) < 2**63):
+    video_id = vocab.video_id(raw_id)
+    if video_id is None:
         return _Unusable("unreadable_event", None,
                          f"id {_shown(raw_id)} is not a PixVerse video id; no job is changed")
-    video_id, status = int(text), payload.get("status")
+    status = payload.get("status")
     if isinstance(status, bool) or not isinstance(status, int):
         return _Unusable("unreadable_event", video_id,
                          f"status {_shown(status)} is not a PixVerse status code; "
@@ -222,14 +222,8 @@ def _claimed_id(body: bytes) -> str:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # junk, or nested too deep to parse
         return "unknown"
-    return _id_digits(payload.get("id") if isinstance(payload, dict) else None) or "unknown"
-
-
-def _id_digits(raw: object) -> str:
-    """``raw`` (a string or an int) as the digits of a PixVerse id, or ``""``. isascii:
-    str.isdigit() also takes other scripts' digits; at most 19: int() refuses thousands."""
-    text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
-    return text if text.isascii() and text.isdigit() and len(text) <= 19 else ""
+    claimed = payload.get("id") if isinstance(payload, dict) else None
+    return vocab.id_digits(claimed) or "unknown"
 
 
 def _shown(value: object) -> str:

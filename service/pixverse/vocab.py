@@ -124,6 +124,24 @@ def quality_pixels(quality: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
+#: PixVerse's ids are positive signed 64-bit integers (pixhook keeps them as BIGINT).
+MAX_ID: Final = 2**63 - 1
+
+
+def id_digits(raw: object) -> str:
+    """``raw`` (a string or an int) as the digits of a PixVerse id, or ``""``. isascii:
+    str.isdigit() also takes other scripts' digits ('³'), which int() refuses; at most 19
+    digits: int() refuses thousands."""
+    text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+    return text if text.isascii() and text.isdigit() and len(text) <= 19 else ""
+
+
+def video_id(raw: object) -> int | None:
+    """``raw`` (a string or an int) as a PixVerse video id, or ``None`` if it cannot be one."""
+    text = id_digits(raw)
+    return int(text) if text and 0 < int(text) <= MAX_ID else None
+
+
 class VideoStatus(enum.IntEnum):
     """PixVerse's status codes for a video (and, as far as known, an image) job."""
 

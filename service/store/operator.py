@@ -15,6 +15,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 from service.lifecycle import JobState
+from service.pixverse import vocab
 from service.store import records
 from service.store.base import StoreBase, filters, page
 from service.store.connector import Transaction
@@ -23,8 +24,6 @@ from service.store.records import Job, Task, TaskState, WebhookDelivery, check_l
 
 #: Most tasks one bulk retry names by id.
 MAX_BULK_IDS: Final = 1000
-#: Largest video id a search term can be (PixVerse's ids are 64-bit).
-_MAX_VIDEO_ID: Final = 2**63 - 1
 
 
 def _escape_like(text: str) -> str:
@@ -40,10 +39,7 @@ def search_params(term: str) -> dict[str, Any]:
     """The parameters of the ``job_matches`` condition for an operator's search term: the
     term anywhere in the params' or labels' JSON text; a ``key=value`` term, one label."""
     term = term.strip()
-    # isascii: str.isdigit() also takes '³' and other scripts' digits, which int() refuses;
-    # at most 19 digits: int() refuses thousands.
-    digits = term.isascii() and term.isdigit() and len(term) <= 19
-    video_id = int(term) if digits and int(term) <= _MAX_VIDEO_ID else None
+    video_id = vocab.video_id(term)
     anywhere = "%" + _escape_like(_json_text(term)[1:-1]) + "%"
     key, equals, value = term.partition("=")
     label = (f"%{_escape_like(_json_text(key.strip()) + ':' + _json_text(value.strip()))}%"
