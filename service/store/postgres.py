@@ -244,7 +244,7 @@ class PostgresConnector:
     #: next is verified and decided here, so the two cores work side by side; webhooks that
     #: arrive while both are under way make the next batch larger. Measured with batches
     #: that start once they stop growing (bench_ingest --postgres, wrk -c16, 3 rounds each
-    #: at a 1-minute load of 0.5-1.2): one at a time 1,957-2,132/s, two 2,374-2,627/s
+    #: at a 1-minute load of 0.5-1.2): one at a time 1,957-2,209/s, two 2,374-2,627/s
     #: (three or four: 2,441-2,547/s), with less CPU per webhook here and in the database.
     #: (Before batches lingered, at a load of 5-8, one and two gave the same rate.)
     webhook_batches_in_flight: Final = 2

@@ -81,6 +81,19 @@ def _ingest(store: Store, webhook: dict[str, Any]) -> Any:
                                 **webhook)
 
 
+def _batch_sizes(store: Store) -> list[int]:
+    """The size of each batch ``store`` writes from now on, in the order they start."""
+    sizes: list[int] = []
+    write = store._batches._write_webhooks
+
+    async def recording(webhooks: Any, *args: Any) -> Any:
+        sizes.append(len(webhooks))
+        return await write(webhooks, *args)
+
+    store._batches._write_webhooks = recording
+    return sizes
+
+
 def _dump(raw: RawDatabase) -> dict[str, list[tuple[Any, ...]]]:
     """Every row a webhook can write, with job ids (random ULIDs) replaced by video ids."""
     video_of = dict(raw.rows("SELECT id, video_id FROM jobs"))
@@ -297,14 +310,7 @@ async def test_a_batch_that_keeps_growing_starts_within_the_linger_limit(store: 
     no webhook waits longer than that for its batch to begin."""
     store.bind(planner=_plan)
     await _jobs(store, 1)
-    sizes: list[int] = []
-    write = store._batches._write_webhooks
-
-    async def recording(webhooks: Any, *args: Any) -> Any:
-        sizes.append(len(webhooks))
-        return await write(webhooks, *args)
-
-    store._batches._write_webhooks = recording
+    sizes = _batch_sizes(store)
     first = asyncio.ensure_future(_ingest(store, {
         "nonce": "first", "video_id": FIRST_VIDEO, "proposed": JobState.SUCCEEDED,
         "received_at": ODD_TIME, "timestamp": ODD_TIME}))
@@ -564,14 +570,7 @@ async def test_webhooks_arriving_while_two_batches_are_written_form_the_next_one
 
     async with Backend("postgres", postgres_schema).new_store(planner=_plan) as store:
         await _jobs(store, 8)
-        sizes: list[int] = []
-        write = store._batches._write_webhooks
-
-        async def recording(webhooks: Any, *args: Any) -> Any:
-            sizes.append(len(webhooks))
-            return await write(webhooks, *args)
-
-        store._batches._write_webhooks = recording
+        sizes = _batch_sizes(store)
         other = await psycopg.AsyncConnection.connect(postgres_schema)
         try:
             await other.execute(HOLD_EVENTS_LOCK)  # both batches wait for it to commit
