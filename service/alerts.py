@@ -99,16 +99,20 @@ class AlertMonitor:
                 logger.exception("checking alerts failed", extra={"action": "alert"})
 
     async def check(self) -> None:
-        """Look at every cause once: raise, notify, clear; then refresh :attr:`active`."""
+        """Look at every cause once: raise, clear, refresh :attr:`active` and the gauge; then
+        notify. The state comes first so that whoever reads a Slack message and then looks
+        at /metrics or the dashboard sees what the message says, and a slow Slack holds
+        nothing up."""
         now = self._clock()
         seen = await self._observe(now)
+        messages: list[str] = []
         for cause, detail in seen.items():
             await self._store.raise_alert(cause, detail, now)
             if await self._store.claim_alert_notification(cause, now,
                                                           self._settings.alert_interval):
                 logger.warning("ALERT %s: %s", TITLES[cause], detail,
                                extra={"action": "alert", "outcome": cause.value})
-                await self._notify(f":rotating_light: pixhook: {TITLES[cause]}. {detail}")
+                messages.append(f":rotating_light: pixhook: {TITLES[cause]}. {detail}")
         quiet_since = now - self._settings.alert_clear_after
         for cause in Cause:
             if cause in seen:
@@ -118,12 +122,14 @@ class AlertMonitor:
                 logger.info("RECOVERED %s (raised %.0f s ago)", TITLES[cause],
                             now - cleared.raised_at,
                             extra={"action": "alert", "outcome": "recovered"})
-                await self._notify(f":white_check_mark: pixhook recovered: {TITLES[cause]} "
-                                   f"(raised {now - cleared.raised_at:.0f} s ago).")
+                messages.append(f":white_check_mark: pixhook recovered: {TITLES[cause]} "
+                                f"(raised {now - cleared.raised_at:.0f} s ago).")
         self.active = await self._store.active_alerts()
         raised = {alert.cause for alert in self.active}
         for cause in Cause:
             self._metrics.alerts.set(1.0 if cause in raised else 0.0, cause=cause.value)
+        for text in messages:
+            await self._notify(text)
 
     async def _observe(self, now: float) -> dict[Cause, str]:
         """The causes seen now, each with what was seen and its likely cause."""

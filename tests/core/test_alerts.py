@@ -5,11 +5,13 @@ database-side causes: dead tasks, a stale queue, a stuck submission."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
+import httpx
 import pytest
 
-from service.alerts import AlertMonitor, Cause
+from service.alerts import TITLES, AlertMonitor, Cause
 from service.lifecycle import JobState
 from service.metrics import Metrics
 from service.settings import Settings
@@ -64,3 +66,37 @@ async def test_monitor_sees_dead_tasks_a_stale_queue_and_a_stuck_submission(
     clock.advance(31.0)  # the queue has been quiet for longer than the clear window
     await monitor.check()
     assert {a.cause for a in monitor.active} == {Cause.SUBMITTER_STUCK, Cause.DEAD_TASKS}
+
+
+async def test_slack_hears_of_an_alert_only_once_metrics_and_banner_say_so(
+        store: Store, clock: FakeClock, planner: Planner) -> None:
+    """Whoever reads a Slack message and then looks at /metrics or the dashboard sees what
+    the message says: the state is refreshed before the message goes out (CI once read the
+    gauge between the "recovered" post and its update)."""
+    settings = dataclasses.replace(Settings(), alert_queue_age=60.0, alert_clear_after=30.0,
+                                   alert_slack_url="http://slack.invalid/services/T/B/x")
+    metrics = Metrics()
+    heard: list[tuple[str, float | None, list[str]]] = []
+    monitor: AlertMonitor
+
+    def slack(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["text"]
+        heard.append((text, metrics.alerts.value(cause=Cause.QUEUE_STALE.value),
+                      [alert.cause for alert in monitor.active]))
+        return httpx.Response(200, text="ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slack)) as http:
+        monitor = AlertMonitor(store, settings, metrics, http=http, clock=clock)
+        store.bind(planner=planner)
+        job = await store.create_job(kind="text_to_video", params={})
+        planner.plan = plans("download")
+        await store.apply_transition(job.id, JobState.SUBMITTING, source="submit")
+        clock.advance(61.0)
+        await monitor.check()
+        task, = await store.claim_tasks(clock.now, limit=1, lease_seconds=60)
+        await store.complete_task(task.id)
+        clock.advance(31.0)
+        await monitor.check()
+    stale = [(value, active) for text, value, active in heard
+             if TITLES[Cause.QUEUE_STALE] in text]
+    assert stale == [(1.0, [Cause.QUEUE_STALE]), (0.0, [])]
