@@ -461,8 +461,8 @@ class _Writer:
 
     def close(self) -> None:
         # Waits for a batch still in flight (say, after a cancellation): at most one write,
-        # and the file must not be closed or removed under it. Closing twice is harmless: the
-        # descriptor's number may already belong to another file.
+        # and the file must not be closed or removed under it. A second close does nothing:
+        # by then the descriptor's number may belong to another file.
         self._executor.shutdown(wait=True)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1

@@ -30,8 +30,8 @@ SECRET_HEADERS: Final = frozenset({
 
 def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Lower-case header names and drop credentials."""
-    return {name.lower(): value for name, value in headers.items()
-            if name.lower() not in SECRET_HEADERS}
+    return {lower: value for name, value in headers.items()
+            if (lower := name.lower()) not in SECRET_HEADERS}
 
 
 def delivery_row(*, body: bytes, headers: Mapping[str, str], outcome: DeliveryOutcome,

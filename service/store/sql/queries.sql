@@ -21,9 +21,6 @@ SELECT * FROM jobs WHERE id = :id {for_update}
 -- name: get_job_by_video
 SELECT * FROM jobs WHERE video_id = :video_id
 
--- name: lock_job_by_video
-SELECT * FROM jobs WHERE video_id = :video_id {for_update}
-
 -- name: get_job_by_trace
 SELECT * FROM jobs WHERE trace_id = :trace_id
 
